@@ -1,0 +1,55 @@
+"""Building blocks shared by the resource blueprints: parsing rules and lookups."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, TypeVar
+
+import flask_smorest
+from flask import abort, url_for
+from webargs.flaskparser import FlaskParser
+
+from medscan.extensions import db
+
+ModelT = TypeVar("ModelT")
+
+JSON_REQUIRED = "Content-Type must be application/json"
+
+
+class ArgumentsParser(FlaskParser):
+    """webargs parser answering 400 (not 422) and 415 for a JSON body sent as something else."""
+
+    DEFAULT_VALIDATION_STATUS = 400
+
+    def _raw_load_json(self, req) -> Any:
+        if not req.is_json:
+            abort(415, JSON_REQUIRED)
+        return super()._raw_load_json(req)
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """A flask-smorest blueprint that validates with ``ArgumentsParser``."""
+
+    ARGUMENTS_PARSER = ArgumentsParser()
+
+
+def parse_uuid(raw: str) -> uuid.UUID | None:
+    """``raw`` as a UUID (any case, with or without hyphens), or None if it is not one."""
+    try:
+        return uuid.UUID(raw)
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def get_or_404(model: type[ModelT], raw_id: str, message: str) -> ModelT:
+    """The row with this id; a malformed id answers the same 404 as an unknown one."""
+    row_id = parse_uuid(raw_id)
+    row = db.session.get(model, row_id) if row_id is not None else None
+    if row is None:
+        abort(404, message)
+    return row
+
+
+def location_of(endpoint: str, **values: Any) -> dict[str, str]:
+    """A ``Location`` header for a created resource."""
+    return {"Location": url_for(endpoint, **values, _external=False)}

@@ -1,0 +1,64 @@
+"""The application factory: configuration, then one small ``register_*`` step per concern."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from medscan import errors
+from medscan.config import load_config
+from medscan.extensions import api, db, migrate
+from medscan.patients.routes import bp as patients_bp
+
+OPENAPI_SETTINGS = {
+    "API_TITLE": "medscan",
+    "API_VERSION": "1",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/api",
+    "OPENAPI_JSON_PATH": "openapi.json",
+}
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app from the environment (and ``.env``); ``config`` overrides, e.g. in tests."""
+    app = Flask("medscan", instance_relative_config=True)
+    app.config.update(OPENAPI_SETTINGS)
+    app.config.update(load_config(app.instance_path))
+    app.config.update(config or {})
+    register_logging(app)
+    register_storage(app)
+    register_extensions(app)
+    register_blueprints(app)
+    errors.register_errors(app)
+    return app
+
+
+def register_logging(app: Flask) -> None:
+    """Log to stderr at ``MEDSCAN_LOG_LEVEL`` unless a host (gunicorn, pytest) already does."""
+    logging.basicConfig(
+        level=app.config["MEDSCAN_LOG_LEVEL"].upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    app.logger.setLevel(app.config["MEDSCAN_LOG_LEVEL"].upper())
+
+
+def register_storage(app: Flask) -> None:
+    """Create the storage and work folders (the instance folder holds them by default)."""
+    for key in ("MEDSCAN_STORAGE_DIR", "MEDSCAN_WORK_DIR"):
+        Path(app.config[key]).mkdir(parents=True, exist_ok=True)
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the database, migrations and the OpenAPI document to the app."""
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
+    api.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    """Mount every resource."""
+    api.register_blueprint(patients_bp)

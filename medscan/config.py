@@ -1,0 +1,91 @@
+"""Settings read from the environment (and a ``.env`` file) in one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from dotenv import find_dotenv, load_dotenv
+
+MIB = 1 << 20
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+def _int(name: str, value: str, minimum: int = 1) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {number}")
+    return number
+
+
+def _threshold(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not 0.0 <= number <= 1.0:
+        raise ConfigError(f"{name} must be within 0..1, got {number}")
+    return number
+
+
+def _csv(name: str, value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _text(name: str, value: str) -> str:
+    return value.strip()
+
+
+# Environment variable -> (parser, default). The Flask config key is the variable's name.
+SETTINGS: dict[str, tuple[Callable[[str, str], Any], str]] = {
+    "MEDSCAN_STORAGE_DIR": (_text, ""),
+    "MEDSCAN_WORK_DIR": (_text, ""),
+    "MEDSCAN_MAX_SCAN_MB": (_int, "2048"),
+    "MEDSCAN_MAX_BULK_MB": (_int, "4096"),
+    "MEDSCAN_MAX_UNZIPPED_MB": (_int, "16384"),
+    "MEDSCAN_MAX_ZIP_ENTRIES": (_int, "100000"),
+    "MEDSCAN_THRESHOLD": (_threshold, "0.5"),
+    "MEDSCAN_MODEL": (_text, ""),
+    "MEDSCAN_API_KEYS": (_csv, ""),
+    "MEDSCAN_CORS_ORIGINS": (_csv, ""),
+    "MEDSCAN_LOG_LEVEL": (_text, "INFO"),
+}
+
+
+def database_url(value: str, instance_path: str) -> str:
+    """The SQLAlchemy URL: ``DATABASE_URL`` (plain ``postgresql://`` means psycopg2), or SQLite."""
+    if not value:
+        return f"sqlite:///{Path(instance_path) / 'medscan.db'}"
+    scheme, separator, rest = value.partition("://")
+    if scheme in ("postgres", "postgresql"):
+        # psycopg2 is the driver we ship; SQLAlchemy 2.1 would otherwise pick psycopg 3.
+        return f"postgresql+psycopg2{separator}{rest}"
+    return value
+
+
+def load_config(instance_path: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read every setting; ``.env`` in the working directory fills variables not already set.
+
+    The factory calls this, so ``flask``, ``gunicorn`` and the console script all see the same
+    ``.env``; variables set in the real environment always win over the file.
+    """
+    if environ is None:
+        load_dotenv(find_dotenv(usecwd=True), override=False)
+        environ = os.environ
+    config: dict[str, Any] = {
+        name: parse(name, environ.get(name, default)) for name, (parse, default) in SETTINGS.items()
+    }
+    config["MEDSCAN_STORAGE_DIR"] = config["MEDSCAN_STORAGE_DIR"] or str(
+        Path(instance_path) / "scans"
+    )
+    config["MEDSCAN_WORK_DIR"] = config["MEDSCAN_WORK_DIR"] or str(Path(instance_path) / "work")
+    config["SQLALCHEMY_DATABASE_URI"] = database_url(environ.get("DATABASE_URL", ""), instance_path)
+    return config

@@ -1,0 +1,86 @@
+"""Database models (SQLAlchemy 2 typed mappings)."""
+
+from __future__ import annotations
+
+import unicodedata
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, Index, String, Text, TypeDecorator, Uuid, event
+from sqlalchemy.orm import Mapped, mapped_column
+
+from medscan.extensions import db
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp stored as UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def fold_for_search(text: str) -> str:
+    """Case- and locale-independent search form: NFC, casefolded, ``ё`` read as ``е``."""
+    return unicodedata.normalize("NFC", text).casefold().replace("ё", "е")
+
+
+class TimestampMixin:
+    """``created_at`` and ``updated_at`` in UTC: equal at creation, ``touch()`` on every edit."""
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    def __init__(self, **kwargs) -> None:
+        now = utcnow()
+        kwargs.setdefault("created_at", now)
+        kwargs.setdefault("updated_at", now)
+        super().__init__(**kwargs)
+
+    def touch(self) -> None:
+        """Mark the row as edited now."""
+        self.updated_at = utcnow()
+
+
+class Patient(TimestampMixin, db.Model):
+    """A patient whose studies are stored."""
+
+    __tablename__ = "patients"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid.uuid4)
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(Text())
+    # "first last", folded by fold_for_search(); written by the application, never by clients.
+    search_name: Mapped[str] = mapped_column(String(201))
+
+    __table_args__ = (
+        Index("ix_patients_created_at_id", "created_at", "id"),
+        Index(
+            "ix_patients_search_name_trgm",
+            "search_name",
+            postgresql_using="gin",
+            postgresql_ops={"search_name": "gin_trgm_ops"},
+        ),
+    )
+
+
+@event.listens_for(Patient, "before_insert")
+@event.listens_for(Patient, "before_update")
+def _fold_patient_names(mapper, connection, patient: Patient) -> None:
+    """Keep ``search_name`` in step with the names on every write."""
+    patient.search_name = fold_for_search(f"{patient.first_name} {patient.last_name}")

@@ -1,0 +1,1 @@
+"""Patients: the people whose studies are stored."""

@@ -1,0 +1,74 @@
+"""Patients API: ``/api/v1/patients``."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from sqlalchemy import select
+
+from medscan.api import Blueprint, get_or_404, location_of
+from medscan.extensions import db
+from medscan.models import Patient, fold_for_search
+from medscan.paging import paginate
+from medscan.patients.schemas import (
+    PatientCreateSchema,
+    PatientPageSchema,
+    PatientQuerySchema,
+    PatientSchema,
+    PatientUpdateSchema,
+)
+from medscan.schemas import IdSchema
+
+bp = Blueprint("patients", __name__, url_prefix="/api/v1/patients", description="Patients")
+
+NOT_FOUND = "Patient not found"
+
+
+@bp.route("")
+class PatientCollection(MethodView):
+    """The list of patients."""
+
+    @bp.arguments(PatientQuerySchema, location="query")
+    @bp.response(200, PatientPageSchema)
+    def get(self, args: dict):
+        """List patients, newest first, optionally searched by name."""
+        query = select(Patient).order_by(Patient.created_at.desc(), Patient.id.desc())
+        for word in fold_for_search(args["q"]).split():
+            query = query.where(Patient.search_name.contains(word, autoescape=True))
+        return paginate(query, args["limit"], args["offset"])
+
+    @bp.arguments(PatientCreateSchema)
+    @bp.response(201, IdSchema, headers={"Location": {"schema": {"type": "string"}}})
+    def post(self, data: dict):
+        """Create a patient."""
+        patient = Patient(**data)
+        db.session.add(patient)
+        db.session.commit()
+        return {"id": patient.id}, location_of("patients.PatientItem", patient_id=patient.id)
+
+
+@bp.route("/<patient_id>")
+class PatientItem(MethodView):
+    """One patient."""
+
+    @bp.response(200, PatientSchema)
+    def get(self, patient_id: str):
+        """Get a patient."""
+        return get_or_404(Patient, patient_id, NOT_FOUND)
+
+    @bp.arguments(PatientUpdateSchema)
+    @bp.response(200, PatientSchema)
+    def put(self, data: dict, patient_id: str):
+        """Change any of the names and the description."""
+        patient = get_or_404(Patient, patient_id, NOT_FOUND)
+        for field, value in data.items():
+            setattr(patient, field, value)
+        patient.touch()
+        db.session.commit()
+        return patient
+
+    @bp.response(204)
+    def delete(self, patient_id: str):
+        """Delete a patient and every scan of theirs."""
+        patient = get_or_404(Patient, patient_id, NOT_FOUND)
+        db.session.delete(patient)
+        db.session.commit()

@@ -1,0 +1,53 @@
+"""Schema pieces shared by every resource: timestamps, text fields, input rules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import marshmallow as ma
+
+
+class Timestamp(ma.fields.DateTime):
+    """UTC, ISO 8601 with a ``Z`` suffix."""
+
+    def _serialize(self, value: datetime | None, attr, obj, **kwargs) -> str | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class Text(ma.fields.String):
+    """A string that PostgreSQL can store (no NUL), optionally stripped of outer white space."""
+
+    def __init__(self, *, strip: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.strip = strip
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ma.ValidationError("Must not contain NUL characters.")
+        return text.strip() if self.strip else text
+
+
+class InputSchema(ma.Schema):
+    """A request body: unknown fields are errors, read-only fields sent back are ignored."""
+
+    READ_ONLY_FIELDS: tuple[str, ...] = ("id", "created_at", "updated_at")
+
+    class Meta:
+        unknown = ma.RAISE
+
+    @ma.pre_load
+    def drop_read_only_fields(self, data: Any, **kwargs) -> Any:
+        """Let clients send back what they fetched: read-only fields are dropped, not refused."""
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if key not in self.READ_ONLY_FIELDS}
+        return data
+
+
+class IdSchema(ma.Schema):
+    """``{"id": uuid}``, the answer to a create."""
+
+    id = ma.fields.UUID(required=True)

@@ -1,0 +1,88 @@
+"""Fixtures: an app on real PostgreSQL (``MEDSCAN_TEST_DATABASE_URL``) or a temporary SQLite file.
+
+The schema always comes from the migrations, never from ``create_all``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import flask_migrate
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from medscan import create_app
+from medscan.config import database_url as normalize_database_url
+from medscan.extensions import db
+
+TEST_DATABASE_URL = os.environ.get("MEDSCAN_TEST_DATABASE_URL", "")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def clean_environment() -> Iterator[None]:
+    """Settings of the developer's shell or ``.env`` must not leak into the tests."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MEDSCAN_") or k == "DATABASE_URL"}
+    for key in saved:
+        del os.environ[key]
+    yield
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The test database, migrated to the newest revision once per session."""
+    url = normalize_database_url(TEST_DATABASE_URL, str(tmp_path_factory.mktemp("db")))
+    app = make_app(url, tmp_path_factory.mktemp("instance"))
+    with app.app_context():
+        flask_migrate.upgrade()
+        db.engine.dispose()
+    return url
+
+
+def make_app(url: str, folder: Path, **overrides) -> Flask:
+    """An app for tests, with its files under ``folder``."""
+    return create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": url,
+            "MEDSCAN_STORAGE_DIR": str(folder / "scans"),
+            "MEDSCAN_WORK_DIR": str(folder / "work"),
+            **overrides,
+        }
+    )
+
+
+@pytest.fixture
+def app_config() -> dict:
+    """Per-test overrides of the app's settings (override this fixture in a module)."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path, app_config: dict, monkeypatch) -> Iterator[Flask]:
+    """An app on the test database, whose tables are emptied before the test."""
+    monkeypatch.chdir(tmp_path)
+    app = make_app(database_url, tmp_path, **app_config)
+    with app.app_context():
+        for table in reversed(db.metadata.sorted_tables):
+            db.session.execute(table.delete())
+        db.session.commit()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of ``app``."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask):
+    """A CLI runner of ``app``."""
+    return app.test_cli_runner()

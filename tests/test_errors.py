@@ -1,0 +1,53 @@
+"""Every error is a JSON body ``{"error": ...}``, never an HTML page."""
+
+from __future__ import annotations
+
+import pytest
+
+from medscan.extensions import db
+from medscan.models import Patient
+
+
+def assert_json_error(response, status: int, message: str | None = None) -> dict:
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert isinstance(body["error"], str) and body["error"]
+    if message is not None:
+        assert body["error"] == message
+    return body
+
+
+def test_unknown_route_is_json_404(client):
+    assert_json_error(client.get("/no/such/route"), 404, "Not Found")
+    assert_json_error(client.get("/api/v1/nothing"), 404)
+
+
+def test_wrong_method_is_json_405_with_allow(client):
+    response = client.delete("/api/v1/patients")
+    assert_json_error(response, 405, "Method Not Allowed")
+    assert "POST" in response.headers["Allow"]
+
+
+@pytest.fixture
+def crashing_app(app):
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+
+    @app.get("/api/v1/crash")
+    def crash():
+        db.session.add(Patient(first_name="Half", last_name="Written"))
+        db.session.flush()
+        raise RuntimeError("secret internal detail")
+
+    return app
+
+
+def test_crash_is_json_500_rolled_back_and_logged(crashing_app, caplog):
+    response = crashing_app.test_client().get("/api/v1/crash")
+    body = assert_json_error(response, 500, "Internal Server Error")
+    assert "secret" not in response.get_data(as_text=True)
+    assert "details" not in body
+    logged = [str(r.exc_info[1]) for r in caplog.records if r.exc_info]
+    assert any("secret internal detail" in text for text in logged)
+    with crashing_app.app_context():
+        assert db.session.query(Patient).count() == 0
