@@ -12,6 +12,7 @@ from flask import Flask
 from medscan import errors
 from medscan.config import load_config
 from medscan.extensions import api, db, migrate
+from medscan.health.routes import bp as health_bp
 from medscan.patients.routes import bp as patients_bp
 
 OPENAPI_SETTINGS = {
@@ -61,4 +62,5 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Mount every resource."""
+    api.register_blueprint(health_bp)
     api.register_blueprint(patients_bp)

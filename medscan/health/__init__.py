@@ -1,0 +1,1 @@
+"""Service health: is the app up and can it reach its database."""

@@ -1,0 +1,25 @@
+"""``GET /api/health``, for load balancers and container healthchecks."""
+
+from flask import abort, current_app
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from medscan.api import Blueprint
+from medscan.extensions import db
+from medscan.health.schemas import HealthSchema
+
+bp = Blueprint("health", __name__, url_prefix="/api", description="Service health")
+
+
+@bp.get("/health")
+@bp.response(200, HealthSchema)
+@bp.alt_response(503, description="The database cannot be reached")
+def health():
+    """Answer 200 when the database answers a trivial query, else 503."""
+    try:
+        db.session.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        db.session.rollback()
+        current_app.logger.warning("Health check: database unreachable", exc_info=True)
+        abort(503, "Database unreachable")
+    return {"status": "ok", "database": "ok"}

@@ -1,0 +1,10 @@
+"""Health response schema."""
+
+import marshmallow as ma
+
+
+class HealthSchema(ma.Schema):
+    """``{"status": "ok", "database": "ok"}``."""
+
+    status = ma.fields.String(required=True)
+    database = ma.fields.String(required=True)
