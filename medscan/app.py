@@ -30,6 +30,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(OPENAPI_SETTINGS)
     app.config.update(load_config(app.instance_path))
     app.config.update(config or {})
+    app.json.ensure_ascii = False  # Cyrillic names as UTF-8, not \u escapes
+    app.json.sort_keys = False  # keys in schema order, e.g. the seven report keys
     register_logging(app)
     register_storage(app)
     register_extensions(app)
