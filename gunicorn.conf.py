@@ -1,0 +1,87 @@
+"""Gunicorn settings for medscan: ``gunicorn -c gunicorn.conf.py wsgi:app``.
+
+Every value can be overridden by the ``GUNICORN_*`` variable named beside it (an empty value
+keeps the default). The numbers are sized for a 2-core host and for synchronous requests that
+run for a long time: a 4 GB bulk upload is received, unpacked and analysed inside one request.
+"""
+
+import os
+
+from dotenv import find_dotenv, load_dotenv
+
+# Like the app, read .env from the working directory for local runs (the real environment
+# wins); gunicorn evaluates this file before the app exists, so the app's own load comes too late.
+load_dotenv(find_dotenv(usecwd=True), override=False)
+
+
+def _env(name: str, default: str) -> str:
+    """The variable's value, or ``default`` when it is unset or empty."""
+    return os.environ.get(name) or default
+
+
+def _env_int(name: str, default: int) -> int:
+    """An integer variable, or ``default`` when it is unset or empty."""
+    return int(_env(name, str(default)))
+
+
+# Listen on every interface of the container; nginx reaches the app as app:8000.
+bind = _env("GUNICORN_BIND", "0.0.0.0:8000")
+
+# Threaded workers: a request (a long upload or a bulk run) occupies one thread, and the
+# worker's main loop keeps answering the arbiter meanwhile. A sync worker would be killed by
+# `timeout` in the middle of a long bulk run.
+worker_class = _env("GUNICORN_WORKER_CLASS", "gthread")
+# One process per core (the host has 2). Each process loads the model once.
+workers = _env_int("GUNICORN_WORKERS", 2)
+# Concurrent requests per process: workers x threads = 8 requests in flight by default. The
+# work is mostly I/O (streaming uploads to disk, reading DICOM files), so threads beyond the
+# core count still help; a CPU-heavy real model may want fewer.
+threads = _env_int("GUNICORN_THREADS", 4)
+
+# With gthread this is NOT a per-request limit: it is the heartbeat of the worker process, whose
+# main loop checks in about once a second while threads serve requests. A worker silent for
+# this long is considered hung and restarted. It is set as long as the longest request we
+# accept (a synchronous 4 GB bulk run, matching nginx's proxy_read_timeout of 3600 s) so that
+# a worker blocked in one long call (e.g. C code holding the GIL) is not killed mid-run, and
+# so that the value stays safe if GUNICORN_WORKER_CLASS=sync is ever chosen.
+timeout = _env_int("GUNICORN_TIMEOUT", 3600)
+# On SIGTERM (docker stop, a redeploy) workers get this long to finish in-flight requests,
+# then they are killed: a bulk run still going then is lost and must be sent again.
+# docker-compose.yml's stop_grace_period is a little longer so Docker does not SIGKILL first.
+graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 120)
+# Idle keep-alive connections from nginx are held this long; behind a proxy it should exceed
+# the proxy's own reuse interval so nginx rarely reuses a connection gunicorn just closed.
+keepalive = _env_int("GUNICORN_KEEPALIVE", 75)
+
+# Recycling workers after N requests is off (0): a recycled gthread worker waits only
+# graceful_timeout for its other in-flight requests, so it would cut a long bulk run short.
+# Set a number (e.g. 1000, jitter 100) only if memory growth is ever observed.
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 0)
+# Random 0..N added per worker so that recycled workers do not restart together.
+max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 0)
+
+# Gunicorn's own defaults, kept explicit: the API has short URLs and few headers.
+limit_request_line = _env_int("GUNICORN_LIMIT_REQUEST_LINE", 4094)
+limit_request_fields = _env_int("GUNICORN_LIMIT_REQUEST_FIELDS", 100)
+limit_request_field_size = _env_int("GUNICORN_LIMIT_REQUEST_FIELD_SIZE", 8190)
+
+# Proxies trusted for X-Forwarded-Proto (https). Gunicorn's default trusts localhost only;
+# docker-compose.yml sets "*" because the app port is reachable only from the compose network.
+forwarded_allow_ips = _env("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+# The heartbeat file is touched every second: keep it in memory, not on the overlay disk.
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"
+
+# Logs go to stderr (the container log).
+accesslog = _env("GUNICORN_ACCESS_LOG", "-")
+errorlog = _env("GUNICORN_ERROR_LOG", "-")
+loglevel = _env("GUNICORN_LOG_LEVEL", "info")
+# The path only (%(U)s), never the query string (%(r)s or %(q)s): searches carry patient names
+# (GET /api/v1/patients?q=...). The peer (nginx, in compose) is followed by the client chain
+# from X-Forwarded-For; the request id ties the line to nginx's. %(M)s: duration in ms.
+access_log_format = _env(
+    "GUNICORN_ACCESS_LOG_FORMAT",
+    '%(h)s %({x-forwarded-for}i)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms '
+    'rid=%({x-request-id}i)s "%(a)s"',
+)
