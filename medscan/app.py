@@ -10,10 +10,13 @@ from typing import Any
 from flask import Flask
 
 from medscan import errors
+from medscan.analysis import register_model
 from medscan.config import load_config
 from medscan.extensions import api, db, migrate
 from medscan.health.routes import bp as health_bp
 from medscan.patients.routes import bp as patients_bp
+from medscan.scans.routes import bp as scans_bp
+from medscan.uploads import register_uploads
 
 OPENAPI_SETTINGS = {
     "API_TITLE": "medscan",
@@ -22,19 +25,23 @@ OPENAPI_SETTINGS = {
     "OPENAPI_URL_PREFIX": "/api",
     "OPENAPI_JSON_PATH": "openapi.json",
 }
+# JSON bodies are small; upload endpoints raise this per request (uploads.receive_uploads_into).
+MAX_JSON_BODY = 2**20
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app from the environment (and ``.env``); ``config`` overrides, e.g. in tests."""
     app = Flask("medscan", instance_relative_config=True)
-    app.config.update(OPENAPI_SETTINGS)
+    app.config.update(OPENAPI_SETTINGS, MAX_CONTENT_LENGTH=MAX_JSON_BODY)
     app.config.update(load_config(app.instance_path))
     app.config.update(config or {})
     app.json.ensure_ascii = False  # Cyrillic names as UTF-8, not \u escapes
     app.json.sort_keys = False  # keys in schema order, e.g. the seven report keys
     register_logging(app)
     register_storage(app)
+    register_uploads(app)
     register_extensions(app)
+    register_model(app)
     register_blueprints(app)
     errors.register_errors(app)
     return app
@@ -66,3 +73,4 @@ def register_blueprints(app: Flask) -> None:
     """Mount every resource."""
     api.register_blueprint(health_bp)
     api.register_blueprint(patients_bp)
+    api.register_blueprint(scans_bp)

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask, Response, json
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from medscan.bulk.archive import ArchiveError, NotEnoughDiskSpace
 from medscan.extensions import db
 
 
@@ -62,6 +63,16 @@ def json_error(error: HTTPException) -> Response:
     return response
 
 
+def archive_error(error: ArchiveError) -> Response:
+    """A refused ZIP: its own status and message (``Retry-After`` when disk space is short)."""
+    response = Response(json.dumps(error_body(error.message)), error.status)
+    response.mimetype = "application/json"
+    if isinstance(error, NotEnoughDiskSpace):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
 def register_errors(app: Flask) -> None:
     """Route every HTTP error (and every crash, already logged by Flask) to ``json_error``."""
     app.register_error_handler(HTTPException, json_error)
+    app.register_error_handler(ArchiveError, archive_error)

@@ -6,10 +6,28 @@ import unicodedata
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Index, String, Text, TypeDecorator, Uuid, event
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    TypeDecorator,
+    Uuid,
+    event,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from medscan.extensions import db
+
+
+def json_document() -> JSON:
+    """A JSON column: JSONB on PostgreSQL, JSON text on SQLite."""
+    return JSON().with_variant(JSONB(), "postgresql")
 
 
 def utcnow() -> datetime:
@@ -68,6 +86,10 @@ class Patient(TimestampMixin, db.Model):
     # "first last", folded by fold_for_search(); written by the application, never by clients.
     search_name: Mapped[str] = mapped_column(String(201))
 
+    scans: Mapped[list[Scan]] = relationship(
+        back_populates="patient", cascade="all, delete-orphan", passive_deletes=True
+    )
+
     __table_args__ = (
         Index("ix_patients_created_at_id", "created_at", "id"),
         Index(
@@ -84,3 +106,36 @@ class Patient(TimestampMixin, db.Model):
 def _fold_patient_names(mapper, connection, patient: Patient) -> None:
     """Keep ``search_name`` in step with the names on every write."""
     patient.search_name = fold_for_search(f"{patient.first_name} {patient.last_name}")
+
+
+class Scan(TimestampMixin, db.Model):
+    """One uploaded study file (a DICOM file or a ZIP of one series) of a patient."""
+
+    __tablename__ = "scans"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid.uuid4)
+    patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
+    description: Mapped[str | None] = mapped_column(Text())
+    file_name: Mapped[str] = mapped_column(String(255))
+    # The stored file: "dicom" or "zip", size, SHA-256, and the DICOM UIDs found at upload.
+    content_kind: Mapped[str] = mapped_column(String(8))
+    size_bytes: Mapped[int] = mapped_column(BigInteger())
+    sha256: Mapped[str] = mapped_column(String(64))
+    study_uid: Mapped[str | None] = mapped_column(String(64))
+    series_uid: Mapped[str | None] = mapped_column(String(64))
+
+    # The last analysis: the seven report keys, when, by which model and threshold, and why it
+    # failed (None on Success).
+    report_json: Mapped[dict | None] = mapped_column(json_document())
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    analysis_model: Mapped[str | None] = mapped_column(String(200))
+    analysis_model_version: Mapped[str | None] = mapped_column(String(100))
+    analysis_threshold: Mapped[float | None] = mapped_column(Float())
+    analysis_error: Mapped[str | None] = mapped_column(Text())
+
+    patient: Mapped[Patient] = relationship(back_populates="scans")
+
+    __table_args__ = (
+        Index("ix_scans_patient_id_created_at_id", "patient_id", "created_at", "id"),
+        Index("ix_scans_created_at_id", "created_at", "id"),
+    )

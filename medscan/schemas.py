@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import typing
 from datetime import UTC, datetime
 from typing import Any
 
 import marshmallow as ma
+
+from medscan.analyzer.report import ReportRow
 
 
 class Timestamp(ma.fields.DateTime):
@@ -51,3 +54,18 @@ class IdSchema(ma.Schema):
     """``{"id": uuid}``, the answer to a create."""
 
     id = ma.fields.UUID(required=True)
+
+
+def _report_field(annotation: Any) -> ma.fields.Field:
+    """The marshmallow field for one ``ReportRow`` attribute type."""
+    allow_none = type(None) in typing.get_args(annotation)
+    base = next(t for t in (typing.get_args(annotation) or (annotation,)) if t is not type(None))
+    field_class = {str: ma.fields.String, float: ma.fields.Float, int: ma.fields.Integer}[base]
+    return field_class(required=True, allow_none=allow_none)
+
+
+# The seven report keys, in order, straight from the analyzer's ReportRow (defined once there).
+ReportSchema = ma.Schema.from_dict(
+    {name: _report_field(kind) for name, kind in typing.get_type_hints(ReportRow).items()},
+    name="Report",
+)

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from medscan.api import Blueprint, get_or_404, location_of
 from medscan.extensions import db
-from medscan.models import Patient, fold_for_search
+from medscan.models import Patient, Scan, fold_for_search
 from medscan.paging import paginate
 from medscan.patients.schemas import (
     PatientCreateSchema,
@@ -17,6 +17,7 @@ from medscan.patients.schemas import (
     PatientUpdateSchema,
 )
 from medscan.schemas import IdSchema
+from medscan.storage import scan_storage
 
 bp = Blueprint("patients", __name__, url_prefix="/api/v1/patients", description="Patients")
 
@@ -70,5 +71,7 @@ class PatientItem(MethodView):
     def delete(self, patient_id: str):
         """Delete a patient and every scan of theirs."""
         patient = get_or_404(Patient, patient_id, NOT_FOUND)
+        scan_ids = db.session.scalars(select(Scan.id).where(Scan.patient_id == patient.id)).all()
         db.session.delete(patient)
         db.session.commit()
+        scan_storage().remove(scan_ids)

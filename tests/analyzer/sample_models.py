@@ -35,3 +35,18 @@ class NotAModel:
     """Has a name but nothing else."""
 
     name = "not a model"
+
+
+def make_half_model() -> ConstantModel:
+    """Probability exactly 0.5, on the default threshold."""
+    return ConstantModel(0.5)
+
+
+class RaisingModel(ConstantModel):
+    """A model whose prediction fails."""
+
+    name = "raising"
+
+    def predict(self, series: Series) -> Prediction:
+        """Fail like a real model that ran out of memory."""
+        raise MemoryError("CUDA out of memory")

@@ -1,0 +1,64 @@
+"""The service side of analysis: the app's model, threshold and limits, and scan analysis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from time import perf_counter
+
+from flask import Flask, current_app
+
+from medscan.analyzer import Analysis, Model, ReportRow, analyze_files, load_model
+from medscan.bulk.archive import (
+    ArchiveError,
+    NotEnoughDiskSpace,
+    UnpackLimits,
+    extract_archive,
+    work_dir,
+)
+
+MODEL_EXTENSION = "medscan.model"
+ZIP = "zip"
+
+
+def register_model(app: Flask) -> None:
+    """Load ``MEDSCAN_MODEL`` once at start, so a bad model stops the start, not a request."""
+    app.extensions[MODEL_EXTENSION] = load_model(app.config["MEDSCAN_MODEL"] or None)
+
+
+def current_model() -> Model:
+    """The model of the current app."""
+    return current_app.extensions[MODEL_EXTENSION]
+
+
+def unpack_limits() -> UnpackLimits:
+    """The ZIP unpack limits of the current app."""
+    return UnpackLimits(
+        max_unzipped_mb=current_app.config["MEDSCAN_MAX_UNZIPPED_MB"],
+        max_entries=current_app.config["MEDSCAN_MAX_ZIP_ENTRIES"],
+    )
+
+
+def analyze_stored_scan(path: Path, content_kind: str, file_name: str) -> Analysis:
+    """Analyse a stored scan file; a ZIP scan is unpacked into a work folder removed afterwards.
+
+    Raises ``NotEnoughDiskSpace`` (the server's problem, not the scan's); any other archive
+    problem is the scan's Failure.
+    """
+    options = {
+        "path_to_study": file_name,
+        "model": current_model(),
+        "threshold": current_app.config["MEDSCAN_THRESHOLD"],
+    }
+    if content_kind != ZIP:
+        return analyze_files([path], **options)
+    started = perf_counter()
+    with work_dir(Path(current_app.config["MEDSCAN_WORK_DIR"])) as folder:
+        try:
+            extraction = extract_archive(path, folder, unpack_limits(), nested=False)
+        except NotEnoughDiskSpace:
+            raise
+        except ArchiveError as exc:
+            row = ReportRow.failure(file_name, seconds=perf_counter() - started)
+            return Analysis(row, None, exc.message)
+        files = [file.disk_path for unit in extraction.units for file in unit.files]
+        return analyze_files(files, **options)

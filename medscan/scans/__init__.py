@@ -1,0 +1,1 @@
+"""Scans: a patient's study files, their download, analysis and report."""

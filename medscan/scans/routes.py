@@ -1,0 +1,225 @@
+"""Scans API: ``/api/v1/scans`` and ``/api/scans/{id}/file|analyze|report``."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import uuid
+from pathlib import PurePosixPath, PureWindowsPath
+from urllib.parse import quote
+
+from flask import abort, current_app, request, send_file
+from flask.views import MethodView
+from sqlalchemy import select
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from medscan.analysis import analyze_stored_scan, current_model, unpack_limits
+from medscan.api import Blueprint, get_or_404, location_of
+from medscan.errors import json_error
+from medscan.extensions import db
+from medscan.models import Patient, Scan, utcnow
+from medscan.paging import paginate
+from medscan.scans.content import UnsupportedContent, classify
+from medscan.scans.schemas import (
+    AnalyzeResponseSchema,
+    ScanFileSchema,
+    ScanFormSchema,
+    ScanPageSchema,
+    ScanQuerySchema,
+    ScanSchema,
+    ScanUpdateSchema,
+    StoredReportSchema,
+)
+from medscan.schemas import IdSchema
+from medscan.storage import scan_storage
+from medscan.uploads import receive_uploads_into
+
+bp = Blueprint("scans", __name__, url_prefix="/api", description="Scans")
+
+NOT_FOUND = "Scan not found"
+UNSUPPORTED = "Unsupported Media Type"
+
+
+@bp.before_request
+def stream_scan_uploads() -> None:
+    """Scan uploads spool into the storage folder and stop at ``MEDSCAN_MAX_SCAN_MB``."""
+    if request.endpoint == "scans.ScanCollection" and request.method == "POST":
+        receive_uploads_into(scan_storage().incoming, current_app.config["MEDSCAN_MAX_SCAN_MB"])
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def scan_too_large(error: RequestEntityTooLarge):
+    """413 for a body over the limit, naming the limit."""
+    limit = current_app.config["MEDSCAN_MAX_SCAN_MB"]
+    return json_error(RequestEntityTooLarge(f"File too large. Max {limit} MB"))
+
+
+RAW_FILE_NAME = re.compile(r';\s*filename="(.*?)"\s*(?=;|$)')
+
+
+def client_file_name(file: FileStorage, kind: str) -> str:
+    """The client's file name without any directory part; ``scan.<kind>`` when there is none.
+
+    Browsers send Windows paths with raw backslashes (``C:\\dir\\x.dcm``), which werkzeug reads
+    as escapes, so the quoted name is taken from the part's header as sent when it is there.
+    """
+    raw = RAW_FILE_NAME.search(file.headers.get("Content-Disposition", ""))
+    sent = raw.group(1).replace('\\"', '"') if raw else file.filename
+    name = PureWindowsPath(PurePosixPath(sent or "").name).name
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
+    return name[:255] if name else f"scan.{'zip' if kind == 'zip' else 'dcm'}"
+
+
+def content_disposition(file_name: str) -> str:
+    """RFC 6266 attachment header: an ASCII fallback plus the exact UTF-8 name."""
+    fallback = unicodedata.normalize("NFKD", file_name).encode("ascii", "ignore").decode()
+    fallback = fallback.replace("\\", "_").replace('"', "_").strip()
+    stem = PurePosixPath(fallback).stem.strip(" ._")
+    if not stem:
+        fallback = "scan" + PurePosixPath(fallback).suffix
+    header = f'attachment; filename="{fallback}"'
+    if fallback != file_name:
+        header += f"; filename*=UTF-8''{quote(file_name, safe='')}"
+    return header
+
+
+@bp.route("/v1/scans")
+class ScanCollection(MethodView):
+    """The list of scans."""
+
+    @bp.arguments(ScanQuerySchema, location="query")
+    @bp.response(200, ScanPageSchema)
+    def get(self, args: dict):
+        """List scans, newest first, optionally of one patient."""
+        query = select(Scan).order_by(Scan.created_at.desc(), Scan.id.desc())
+        if "patient_id" in args:
+            query = query.where(Scan.patient_id == args["patient_id"])
+        return paginate(query, args["limit"], args["offset"])
+
+    @bp.arguments(ScanFormSchema, location="form")
+    @bp.arguments(ScanFileSchema, location="files")
+    @bp.response(201, IdSchema, headers={"Location": {"schema": {"type": "string"}}})
+    @bp.alt_response(404, description="Patient not found")
+    @bp.alt_response(
+        413, description="Body over MEDSCAN_MAX_SCAN_MB, or a ZIP over the unpack limits"
+    )
+    @bp.alt_response(415, description="Neither DICOM nor a ZIP holding DICOM")
+    def post(self, form: dict, files: dict):
+        """Upload a scan: a DICOM file (Part 10 or raw dataset) or a ZIP of one series."""
+        file: FileStorage = files["file"]
+        upload = file.stream
+        if upload.size == 0:
+            abort(400, "file: The file is empty.")
+        if db.session.get(Patient, form["patient_id"]) is None:
+            abort(404, "Patient not found")
+        try:
+            content = classify(upload.path, unpack_limits())  # a ZIP over the limits: 413
+        except UnsupportedContent:
+            abort(415, UNSUPPORTED)
+        scan = Scan(
+            id=uuid.uuid4(),
+            patient_id=form["patient_id"],
+            description=form.get("description"),
+            file_name=client_file_name(file, content.kind),
+            content_kind=content.kind,
+            size_bytes=upload.size,
+            sha256=upload.sha256,
+            study_uid=content.study_uid,
+            series_uid=content.series_uid,
+        )
+        storage = scan_storage()
+        storage.keep(upload, scan.id)
+        try:
+            db.session.add(scan)
+            db.session.commit()
+        except BaseException:
+            db.session.rollback()
+            storage.remove([scan.id])
+            raise
+        return {"id": scan.id}, location_of("scans.ScanItem", scan_id=scan.id)
+
+
+@bp.route("/v1/scans/<scan_id>")
+class ScanItem(MethodView):
+    """One scan's metadata."""
+
+    @bp.response(200, ScanSchema)
+    def get(self, scan_id: str):
+        """Get a scan's metadata."""
+        return get_or_404(Scan, scan_id, NOT_FOUND)
+
+    @bp.arguments(ScanUpdateSchema)
+    @bp.response(200, ScanSchema)
+    def put(self, data: dict, scan_id: str):
+        """Change a scan's description."""
+        scan = get_or_404(Scan, scan_id, NOT_FOUND)
+        scan.description = data["description"]
+        scan.touch()
+        db.session.commit()
+        return scan
+
+    @bp.response(204)
+    def delete(self, scan_id: str):
+        """Delete a scan and its stored file."""
+        scan = get_or_404(Scan, scan_id, NOT_FOUND)
+        db.session.delete(scan)
+        db.session.commit()
+        scan_storage().remove([scan.id])
+
+
+@bp.get("/scans/<scan_id>/file")
+@bp.response(
+    200,
+    {"format": "binary", "type": "string"},
+    content_type="application/octet-stream",
+    description="The exact bytes uploaded; supports Range and If-None-Match",
+)
+@bp.alt_response(206, description="Partial content (Range)")
+@bp.alt_response(304, description="Not modified (If-None-Match)")
+def download(scan_id: str):
+    """Download the scan file as uploaded."""
+    scan = get_or_404(Scan, scan_id, NOT_FOUND)
+    path = scan_storage().path(scan.id)
+    if not path.is_file():
+        current_app.logger.error("Scan %s has no stored file at %s", scan.id, path)
+        abort(404, NOT_FOUND)
+    response = send_file(
+        path,
+        mimetype="application/octet-stream",
+        conditional=True,
+        etag=scan.sha256,
+        max_age=0,
+    )
+    response.headers["Content-Disposition"] = content_disposition(scan.file_name)
+    return response
+
+
+@bp.post("/scans/<scan_id>/analyze")
+@bp.response(200, AnalyzeResponseSchema)
+@bp.alt_response(503, description="Not enough disk space to unpack a ZIP scan")
+def analyze(scan_id: str):
+    """Analyse a scan with the model and store its report (a failed analysis is still 200)."""
+    scan = get_or_404(Scan, scan_id, NOT_FOUND)
+    model = current_model()
+    analysis = analyze_stored_scan(scan_storage().path(scan.id), scan.content_kind, scan.file_name)
+    scan.report_json = analysis.report.as_dict()
+    scan.processed_at = utcnow()
+    scan.analysis_model, scan.analysis_model_version = model.name, model.version
+    scan.analysis_threshold = current_app.config["MEDSCAN_THRESHOLD"]
+    scan.analysis_error = analysis.error
+    db.session.commit()
+    body = {"ok": analysis.ok, "result": analysis.result, "report": scan.report_json}
+    if not analysis.ok:
+        body["error"] = analysis.error
+    return body
+
+
+@bp.get("/scans/<scan_id>/report")
+@bp.response(200, StoredReportSchema)
+def report(scan_id: str):
+    """The last stored report of a scan."""
+    scan = get_or_404(Scan, scan_id, NOT_FOUND)
+    if scan.report_json is None:
+        abort(404, "Report not found")
+    return {"report": scan.report_json, "processed_at": scan.processed_at}

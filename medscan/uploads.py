@@ -1,0 +1,93 @@
+"""Multipart uploads spooled straight to disk, hashed while written, never held in memory.
+
+Werkzeug spools file parts to anonymous files in ``$TMPDIR`` (often another filesystem, even
+tmpfs), which would turn the final move into storage into a full copy. ``UploadRequest`` instead
+writes each part into a named temp file in ``request.upload_dir`` (the storage directory for
+scans, the work directory otherwise), computing SHA-256 and size on the way, so keeping the file
+is one rename. Every temp file not renamed by the view is removed when the request ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Request, current_app, request
+
+
+class SpooledUpload:
+    """A named temp file that keeps the SHA-256 and the size of what is written to it."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".upload-")
+        self.path = Path(name)
+        self.size = 0
+        self._file = os.fdopen(fd, "w+b")
+        self._sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self._sha256.update(data)
+        self.size += len(data)
+        return self._file.write(data)
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256.hexdigest()
+
+    def persist(self, target: Path) -> None:
+        """Flush to stable storage and rename to ``target`` (same filesystem: atomic)."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self.path, target)
+
+    def discard(self) -> None:
+        """Close and delete the temp file unless it was persisted."""
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+    def __getattr__(self, name: str) -> Any:
+        # read, seek, tell, flush, close... for werkzeug's FileStorage
+        return getattr(self._file, name)
+
+
+class UploadRequest(Request):
+    """A request whose file parts become ``SpooledUpload`` files in ``upload_dir``."""
+
+    upload_dir: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spooled_uploads: list[SpooledUpload] = []
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> SpooledUpload:
+        upload = SpooledUpload(self.upload_dir or current_app.config["MEDSCAN_WORK_DIR"])
+        self.spooled_uploads.append(upload)
+        return upload
+
+
+def receive_uploads_into(directory: str | os.PathLike[str], max_mb: int) -> None:
+    """Before the body is read: spool file parts into ``directory``; cap the body at ``max_mb``."""
+    request.upload_dir = str(directory)
+    request.max_content_length = max_mb * 2**20
+
+
+def discard_uploads(exc: BaseException | None = None) -> None:
+    """Remove whatever this request spooled and did not keep."""
+    for upload in request.spooled_uploads:
+        upload.discard()
+
+
+def register_uploads(app: Flask) -> None:
+    """Use ``UploadRequest`` and clean its files up after every request."""
+    app.request_class = UploadRequest
+    app.teardown_request(discard_uploads)
