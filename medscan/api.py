@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
+from pathlib import PurePosixPath
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import flask_smorest
 from flask import abort, url_for
@@ -53,3 +56,16 @@ def get_or_404(model: type[ModelT], raw_id: str, message: str) -> ModelT:
 def location_of(endpoint: str, **values: Any) -> dict[str, str]:
     """A ``Location`` header for a created resource."""
     return {"Location": url_for(endpoint, **values, _external=False)}
+
+
+def content_disposition(file_name: str) -> str:
+    """RFC 6266 attachment header: an ASCII fallback plus the exact UTF-8 name."""
+    fallback = unicodedata.normalize("NFKD", file_name).encode("ascii", "ignore").decode()
+    fallback = fallback.replace("\\", "_").replace('"', "_").strip()
+    stem = PurePosixPath(fallback).stem.strip(" ._")
+    if not stem:
+        fallback = "scan" + PurePosixPath(fallback).suffix
+    header = f'attachment; filename="{fallback}"'
+    if fallback != file_name:
+        header += f"; filename*=UTF-8''{quote(file_name, safe='')}"
+    return header

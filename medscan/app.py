@@ -9,22 +9,19 @@ from typing import Any
 
 from flask import Flask
 
-from medscan import errors
+from medscan import cli, errors
 from medscan.analysis import register_model
+from medscan.apidocs import OPENAPI_SETTINGS, register_apidocs
+from medscan.bulk.archive import sweep_stale_work_dirs
+from medscan.bulk.routes import bp as bulk_bp
 from medscan.config import load_config
 from medscan.extensions import api, db, migrate
 from medscan.health.routes import bp as health_bp
 from medscan.patients.routes import bp as patients_bp
 from medscan.scans.routes import bp as scans_bp
+from medscan.storage import ScanStorage
 from medscan.uploads import register_uploads
 
-OPENAPI_SETTINGS = {
-    "API_TITLE": "medscan",
-    "API_VERSION": "1",
-    "OPENAPI_VERSION": "3.0.3",
-    "OPENAPI_URL_PREFIX": "/api",
-    "OPENAPI_JSON_PATH": "openapi.json",
-}
 # JSON bodies are small; upload endpoints raise this per request (uploads.receive_uploads_into).
 MAX_JSON_BODY = 2**20
 
@@ -43,7 +40,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_extensions(app)
     register_model(app)
     register_blueprints(app)
+    register_apidocs(app)
     errors.register_errors(app)
+    cli.register_cli(app)
     return app
 
 
@@ -57,9 +56,11 @@ def register_logging(app: Flask) -> None:
 
 
 def register_storage(app: Flask) -> None:
-    """Create the storage and work folders (the instance folder holds them by default)."""
-    for key in ("MEDSCAN_STORAGE_DIR", "MEDSCAN_WORK_DIR"):
-        Path(app.config[key]).mkdir(parents=True, exist_ok=True)
+    """Create the storage and work folders; sweep what killed workers left in them."""
+    storage = ScanStorage(app.config["MEDSCAN_STORAGE_DIR"])
+    for folder in (storage.incoming, Path(app.config["MEDSCAN_WORK_DIR"])):
+        folder.mkdir(parents=True, exist_ok=True)
+        sweep_stale_work_dirs(folder)
 
 
 def register_extensions(app: Flask) -> None:
@@ -74,3 +75,4 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(health_bp)
     api.register_blueprint(patients_bp)
     api.register_blueprint(scans_bp)
+    api.register_blueprint(bulk_bp)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    Integer,
     String,
     Text,
     TypeDecorator,
@@ -139,3 +140,66 @@ class Scan(TimestampMixin, db.Model):
         Index("ix_scans_patient_id_created_at_id", "patient_id", "created_at", "id"),
         Index("ix_scans_created_at_id", "created_at", "id"),
     )
+
+
+class BulkRun(db.Model):
+    """One ZIP of studies processed synchronously, with the model that produced its report."""
+
+    __tablename__ = "bulk_runs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid.uuid4)
+    file_name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    studies: Mapped[int] = mapped_column(Integer())
+    succeeded: Mapped[int] = mapped_column(Integer())
+    failed: Mapped[int] = mapped_column(Integer())
+    skipped: Mapped[int] = mapped_column(Integer())
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(100))
+    threshold: Mapped[float] = mapped_column(Float())
+
+    items: Mapped[list[BulkRunItem]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="BulkRunItem.position"
+    )
+    skipped_files: Mapped[list[BulkRunSkippedFile]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="BulkRunSkippedFile.position"
+    )
+
+    __table_args__ = (Index("ix_bulk_runs_created_at_id", "created_at", "id"),)
+
+    @property
+    def model(self) -> dict:
+        """``{name, version, threshold}`` of the model that made the report."""
+        return {"name": self.model_name, "version": self.model_version, "threshold": self.threshold}
+
+    @property
+    def rows(self) -> list[dict]:
+        """The report rows in order, each with its ``error`` (None on Success)."""
+        return [{**item.report, "error": item.error} for item in self.items]
+
+
+class BulkRunItem(db.Model):
+    """One report row of a run: the seven report keys as a JSON object, and a Failure's reason."""
+
+    __tablename__ = "bulk_run_items"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("bulk_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer(), primary_key=True)
+    report: Mapped[dict] = mapped_column(json_document())
+    error: Mapped[str | None] = mapped_column(Text())
+
+
+class BulkRunSkippedFile(db.Model):
+    """A file of a run's archive that made no row (not DICOM, a symlink...), and why."""
+
+    __tablename__ = "bulk_run_skipped_files"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("bulk_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer(), primary_key=True)
+    path: Mapped[str] = mapped_column(Text())
+    reason: Mapped[str] = mapped_column(Text())

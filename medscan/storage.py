@@ -36,7 +36,5 @@ class ScanStorage:
 
 
 def scan_storage() -> ScanStorage:
-    """The storage of the current app, its incoming folder created."""
-    storage = ScanStorage(current_app.config["MEDSCAN_STORAGE_DIR"])
-    storage.incoming.mkdir(parents=True, exist_ok=True)
-    return storage
+    """The storage of the current app (its folders are made at start)."""
+    return ScanStorage(current_app.config["MEDSCAN_STORAGE_DIR"])

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
-from pathlib import Path
+import unicodedata
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from flask import Flask, Request, current_app, request
+from werkzeug.datastructures import FileStorage
 
 
 class SpooledUpload:
     """A named temp file that keeps the SHA-256 and the size of what is written to it."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
-        fd, name = tempfile.mkstemp(dir=directory, prefix=".upload-")
+        # The pid in the name lets sweep_stale_work_dirs remove what a killed worker left.
+        fd, name = tempfile.mkstemp(dir=directory, prefix=f"medscan-{os.getpid()}-upload-")
         self.path = Path(name)
         self.size = 0
         self._file = os.fdopen(fd, "w+b")
@@ -73,6 +77,21 @@ class UploadRequest(Request):
         upload = SpooledUpload(self.upload_dir or current_app.config["MEDSCAN_WORK_DIR"])
         self.spooled_uploads.append(upload)
         return upload
+
+
+RAW_FILE_NAME = re.compile(r';\s*filename="(.*?)"\s*(?=;|$)')
+
+
+def client_file_name(file: FileStorage) -> str:
+    """The client's file name without any directory part or control characters ("" if none).
+
+    Browsers send Windows paths with raw backslashes (``C:\\dir\\x.dcm``), which werkzeug reads
+    as escapes, so the quoted name is taken from the part's header as sent when it is there.
+    """
+    raw = RAW_FILE_NAME.search(file.headers.get("Content-Disposition", ""))
+    sent = raw.group(1).replace('\\"', '"') if raw else file.filename
+    name = PureWindowsPath(PurePosixPath(sent or "").name).name
+    return "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()[:255]
 
 
 def receive_uploads_into(directory: str | os.PathLike[str], max_mb: int) -> None:

@@ -44,7 +44,7 @@ _METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 _METHOD_NAMES = {9: "Deflate64", 12: "bzip2", 14: "LZMA", 93: "Zstandard", 95: "XZ", 98: "PPMd"}
 _LITTER_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "dicomdir"})
 _DRIVE = re.compile(r"^[A-Za-z]:")
-_WORK_DIR = re.compile(r"medscan-(\d{1,9})-")
+_WORK_DIR = re.compile(r"medscan-(\d{1,9})-")  # work dirs and spooled uploads (medscan.uploads)
 _T = TypeVar("_T")
 
 
@@ -474,7 +474,7 @@ def _check_disk(directory: Path, declared: int, limits: UnpackLimits) -> None:
         raise NotEnoughDiskSpace(detail=f"{free} bytes free in {directory}, {needed} needed")
 
 
-def _is_zip_file(file: ExtractedFile) -> bool:
+def is_zip_file(file: ExtractedFile) -> bool:
     """A nested ZIP: named ``.zip`` (any case), or without an extension and with a ZIP signature.
 
     Signature alone is not enough for named files: .docx, .xlsx or .jar are ZIPs but documents.
@@ -551,7 +551,7 @@ def extract_archive(
         skipped, litter = list(plan.skipped), plan.litter
         units: list[Unit] = []
         if nested:
-            archives, files = _partition(files, _is_zip_file)
+            archives, files = _partition(files, is_zip_file)
             broken, failures = _partition(failures, lambda f: f.path.lower().endswith(".zip"))
             units += [Unit(f.path, loose_root / f.path, [], failure=f.reason) for f in broken]
             if archives:
@@ -624,18 +624,23 @@ def work_dir(base: Path) -> Iterator[Path]:
 
 
 def sweep_stale_work_dirs(base: Path) -> int:
-    """Remove work directories under ``base`` whose owning process is gone; return how many.
+    """Remove ``medscan-<pid>-*`` work directories and spooled upload files under ``base`` whose
+    owning process is gone; return how many.
 
-    A recycled pid keeps a stale directory until that process ends too (erring towards keeping).
+    A recycled pid keeps a stale entry until that process ends too (erring towards keeping).
     """
     if not base.is_dir():
         return 0
     removed = 0
     for entry in base.iterdir():
         match = _WORK_DIR.match(entry.name)
-        if match and entry.is_dir() and not entry.is_symlink() and not _alive(int(match[1])):
+        if not match or entry.is_symlink() or _alive(int(match[1])):
+            continue
+        if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
-            removed += 1
+        else:
+            entry.unlink(missing_ok=True)
+        removed += 1
     return removed
 
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import re
-import unicodedata
 import uuid
-from pathlib import PurePosixPath, PureWindowsPath
-from urllib.parse import quote
 
 from flask import abort, current_app, request, send_file
 from flask.views import MethodView
@@ -15,12 +11,12 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from medscan.analysis import analyze_stored_scan, current_model, unpack_limits
-from medscan.api import Blueprint, get_or_404, location_of
+from medscan.api import Blueprint, content_disposition, get_or_404, location_of
 from medscan.errors import json_error
 from medscan.extensions import db
 from medscan.models import Patient, Scan, utcnow
 from medscan.paging import paginate
-from medscan.scans.content import UnsupportedContent, classify
+from medscan.scans.content import ZIP, UnsupportedContent, classify
 from medscan.scans.schemas import (
     AnalyzeResponseSchema,
     ScanFileSchema,
@@ -33,7 +29,7 @@ from medscan.scans.schemas import (
 )
 from medscan.schemas import IdSchema
 from medscan.storage import scan_storage
-from medscan.uploads import receive_uploads_into
+from medscan.uploads import client_file_name, receive_uploads_into
 
 bp = Blueprint("scans", __name__, url_prefix="/api", description="Scans")
 
@@ -53,35 +49,6 @@ def scan_too_large(error: RequestEntityTooLarge):
     """413 for a body over the limit, naming the limit."""
     limit = current_app.config["MEDSCAN_MAX_SCAN_MB"]
     return json_error(RequestEntityTooLarge(f"File too large. Max {limit} MB"))
-
-
-RAW_FILE_NAME = re.compile(r';\s*filename="(.*?)"\s*(?=;|$)')
-
-
-def client_file_name(file: FileStorage, kind: str) -> str:
-    """The client's file name without any directory part; ``scan.<kind>`` when there is none.
-
-    Browsers send Windows paths with raw backslashes (``C:\\dir\\x.dcm``), which werkzeug reads
-    as escapes, so the quoted name is taken from the part's header as sent when it is there.
-    """
-    raw = RAW_FILE_NAME.search(file.headers.get("Content-Disposition", ""))
-    sent = raw.group(1).replace('\\"', '"') if raw else file.filename
-    name = PureWindowsPath(PurePosixPath(sent or "").name).name
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
-    return name[:255] if name else f"scan.{'zip' if kind == 'zip' else 'dcm'}"
-
-
-def content_disposition(file_name: str) -> str:
-    """RFC 6266 attachment header: an ASCII fallback plus the exact UTF-8 name."""
-    fallback = unicodedata.normalize("NFKD", file_name).encode("ascii", "ignore").decode()
-    fallback = fallback.replace("\\", "_").replace('"', "_").strip()
-    stem = PurePosixPath(fallback).stem.strip(" ._")
-    if not stem:
-        fallback = "scan" + PurePosixPath(fallback).suffix
-    header = f'attachment; filename="{fallback}"'
-    if fallback != file_name:
-        header += f"; filename*=UTF-8''{quote(file_name, safe='')}"
-    return header
 
 
 @bp.route("/v1/scans")
@@ -121,7 +88,7 @@ class ScanCollection(MethodView):
             id=uuid.uuid4(),
             patient_id=form["patient_id"],
             description=form.get("description"),
-            file_name=client_file_name(file, content.kind),
+            file_name=client_file_name(file) or f"scan.{'zip' if content.kind == ZIP else 'dcm'}",
             content_kind=content.kind,
             size_bytes=upload.size,
             sha256=upload.sha256,

@@ -1,0 +1,221 @@
+"""A bulk archive's studies: extract it, group its DICOM files into studies, analyse each.
+
+A unit is a nested ZIP or the loose files of the archive; each DICOM study (StudyInstanceUID)
+of a unit makes one row. Files that are not DICOM are listed as skipped; files that claim to be
+DICOM but cannot be read, and entries that cannot be extracted, are listed as skipped when their
+folder holds files of a study that was read, else make one Failure row per folder. A nested ZIP
+that fails as a whole or holds no readable DICOM is one Failure row, its inner files not listed.
+No Flask here: the HTTP route and the offline CLI both use this module.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medscan.analyzer import (
+    Model,
+    ReportRow,
+    Study,
+    analyze_study,
+    group_studies,
+    read_instances,
+)
+from medscan.bulk.archive import (
+    ExtractedFile,
+    Unit,
+    UnpackLimits,
+    extract_archive,
+    is_zip_file,
+)
+
+__all__ = ["BulkResult", "BulkRow", "SkippedFile", "process_archive"]
+
+#: Extensions that make a file claim to be DICOM (compared lower case).
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".ima"})
+NOT_DICOM = "not DICOM"
+NESTED_TOO_DEEP = "nested ZIP inside a nested ZIP is not opened"
+NO_DICOM_IN_NESTED = "no readable DICOM in nested ZIP"
+
+
+@dataclass(frozen=True)
+class BulkRow:
+    """One report row and the reason of its Failure (None on Success)."""
+
+    report: ReportRow
+    error: str | None
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file that makes no row; ``path`` is its path in the archive (``x.zip/inner`` nested)."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """Rows sorted by (path_to_study, study_uid, series_uid); skipped files sorted by path."""
+
+    rows: list[BulkRow]
+    skipped: list[SkippedFile]
+
+
+@dataclass(frozen=True)
+class _Trouble:
+    """A file of a unit that claims to be DICOM but cannot be read, or cannot be extracted."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class _Sorted:
+    """What one unit gives before analysis: its studies by path, Failure rows, skipped files."""
+
+    studies: list[tuple[str, Study]] = field(default_factory=list)
+    rows: list[BulkRow] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    failed_whole: bool = False
+
+
+def process_archive(
+    zip_path: Path,
+    folder: Path,
+    *,
+    archive_name: str,
+    limits: UnpackLimits,
+    model: Model,
+    threshold: float,
+    workers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+) -> BulkResult:
+    """Extract `zip_path` into the empty directory `folder` and analyse every study in it.
+
+    Headers are read unit by unit with `workers` threads (pixel data is never read here);
+    once all are read the studies are analysed in path order and ``progress(done, total)`` is
+    called after each. The instances of every study are held until then (about 1.5 KB per
+    DICOM file). The caller removes `folder`.
+
+    Raises NotAZip, CorruptedZip, EmptyZip, UnpackLimitExceeded or NotEnoughDiskSpace (see
+    `extract_archive`); bad content inside the archive never raises.
+    """
+    extraction = extract_archive(zip_path, folder, limits, workers=workers)
+    rows: list[BulkRow] = []
+    skipped: list[SkippedFile] = []
+    studies: list[tuple[str, Study]] = []
+    failed_whole: set[str] = set()
+    for unit in extraction.units:
+        result = _sort_unit(unit, archive_name, workers)
+        studies += result.studies
+        rows += result.rows
+        skipped += result.skipped
+        if result.failed_whole:
+            failed_whole.add(unit.path)
+    skipped += [
+        SkippedFile(item.path, item.reason)
+        for item in extraction.skipped
+        if not _inside(item.path, failed_whole)
+    ]
+    studies.sort(key=lambda item: (item[0], item[1].study_uid))
+    for done, (path_to_study, study) in enumerate(studies, start=1):
+        analysis = analyze_study(
+            study, path_to_study=path_to_study, model=model, threshold=threshold
+        )
+        rows.append(BulkRow(analysis.report, analysis.error))
+        if progress is not None:
+            progress(done, len(studies))
+    rows.sort(key=_row_key)
+    return BulkResult(rows, sorted(skipped, key=lambda item: item.path))
+
+
+def _row_key(row: BulkRow) -> tuple[str, str, str]:
+    """Sort key of a row: (path_to_study, study_uid, series_uid)."""
+    return row.report.path_to_study, row.report.study_uid, row.report.series_uid
+
+
+def _sort_unit(unit: Unit, archive_name: str, workers: int) -> _Sorted:
+    """Read a unit's headers, group them into studies, and account for every other file."""
+    if unit.failure is not None:
+        return _Sorted(rows=[_failure(unit.path, unit.failure)], failed_whole=True)
+    files = {file.disk_path: file for file in unit.files}
+    instances, problems = read_instances(files, workers=workers)
+    troubles = [_Trouble(f.path, f"cannot extract: {f.reason}") for f in unit.entry_failures]
+    result = _Sorted()
+    for problem in problems:
+        file = files[problem.path]
+        if unit.path and is_zip_file(file):
+            result.skipped.append(SkippedFile(_join(unit.path, file.path), NESTED_TOO_DEEP))
+        elif _claims_dicom(file):
+            troubles.append(_Trouble(file.path, f"unreadable DICOM: {problem.reason}"))
+        else:
+            result.skipped.append(SkippedFile(_join(unit.path, file.path), NOT_DICOM))
+    if unit.path and not instances:
+        first = min(troubles, key=lambda trouble: trouble.path, default=None)
+        detail = f" ({first.path}: {first.reason})" if first else ""
+        return _Sorted(rows=[_failure(unit.path, NO_DICOM_IN_NESTED + detail)], failed_whole=True)
+
+    for study in group_studies(instances):
+        paths = [files[instance.path].path for instance in study.instances]
+        result.studies.append((_study_path(unit.path, paths, archive_name), study))
+    study_folders = {posixpath.dirname(files[instance.path].path) for instance in instances}
+    by_folder: dict[str, list[_Trouble]] = {}
+    for trouble in sorted(troubles, key=lambda trouble: trouble.path):
+        by_folder.setdefault(posixpath.dirname(trouble.path), []).append(trouble)
+    for folder, members in by_folder.items():
+        if folder in study_folders:
+            result.skipped += [SkippedFile(_join(unit.path, t.path), t.reason) for t in members]
+        else:
+            result.rows.append(_folder_failure(unit.path, folder, members, archive_name))
+    return result
+
+
+def _inside(path: str, archives: set[str]) -> bool:
+    """Whether `path` lies inside one of the nested ZIPs at `archives`."""
+    parts = path.split("/")
+    return any("/".join(parts[:n]) in archives for n in range(1, len(parts)))
+
+
+def _study_path(unit_path: str, paths: list[str], archive_name: str) -> str:
+    """A study's path_to_study: the nested ZIP's path, else its one file or deepest folder."""
+    if unit_path:
+        return unit_path
+    if len(paths) == 1:
+        return paths[0]
+    return posixpath.commonpath([posixpath.dirname(path) for path in paths]) or archive_name
+
+
+def _folder_failure(
+    unit_path: str, folder: str, troubles: list[_Trouble], archive_name: str
+) -> BulkRow:
+    """One Failure row for the unreadable files of a folder that holds no study."""
+    first = troubles[0]
+    if len(troubles) == 1:
+        return _failure(_join(unit_path, first.path), first.reason)
+    name = posixpath.basename(first.path)
+    reason = f"{len(troubles)} unreadable files, first {name}: {first.reason}"
+    return _failure(_join(unit_path, folder) or archive_name, reason)
+
+
+def _failure(path_to_study: str, reason: str) -> BulkRow:
+    """A Failure row without UIDs."""
+    return BulkRow(ReportRow.failure(path_to_study), reason)
+
+
+def _join(unit_path: str, path: str) -> str:
+    """A unit's relative path as a path in the archive ("" for the archive root)."""
+    return "/".join(part for part in (unit_path, path) if part)
+
+
+def _claims_dicom(file: ExtractedFile) -> bool:
+    """A DICOM extension (any case) or ``DICM`` at offset 128."""
+    if posixpath.splitext(file.path)[1].lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with open(file.disk_path, "rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False

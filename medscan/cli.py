@@ -1,0 +1,92 @@
+"""``flask --app wsgi medscan ...``: the bulk pipeline offline, for a folder of archives."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from medscan.analysis import current_model, unpack_limits
+from medscan.bulk.archive import ArchiveError, work_dir
+from medscan.bulk.report_files import csv_lines, write_xlsx
+from medscan.bulk.runs import about, build_run, error_lines, report_rows
+from medscan.bulk.studies import process_archive
+from medscan.models import BulkRun, utcnow
+
+medscan_cli = AppGroup("medscan", help="medscan tools that need no server.")
+
+
+def write_report(output: Path, run: BulkRun) -> None:
+    """Write the run's XLSX or CSV report (by ``output``'s suffix) atomically."""
+    fd, temp_name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}-")
+    rows = report_rows(item.report for item in run.items)
+    try:
+        with os.fdopen(fd, "w+b") as handle:
+            if output.suffix.lower() == ".csv":
+                handle.writelines(line.encode() for line in csv_lines(rows))
+            else:
+                failures = ((i.report, i.error) for i in run.items if i.error is not None)
+                skipped = ((s.path, s.reason) for s in run.skipped_files)
+                write_xlsx(handle, rows, error_lines(failures, skipped), about(run))
+        os.replace(temp_name, output)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+@medscan_cli.command("bulk")
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The report to write: a .xlsx or .csv file.",
+)
+def bulk_command(archive: Path, output: Path) -> None:
+    """Analyse every study in ARCHIVE (a ZIP) and write the triage report."""
+    if output.suffix.lower() not in (".xlsx", ".csv"):
+        raise click.BadParameter("must end in .xlsx or .csv", param_hint="--output")
+    model = current_model()
+    threshold = current_app.config["MEDSCAN_THRESHOLD"]
+    created_at = utcnow()
+    bars = ExitStack()
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:  # the total is known once the archive is unpacked
+            bar = bars.enter_context(
+                click.progressbar(length=total, label="Studies", file=sys.stderr)
+            )
+        bar.update(1)
+
+    try:
+        with bars, work_dir(Path(current_app.config["MEDSCAN_WORK_DIR"])) as folder:
+            result = process_archive(
+                archive,
+                folder,
+                archive_name=archive.name,
+                limits=unpack_limits(),
+                model=model,
+                threshold=threshold,
+                progress=progress,
+            )
+    except ArchiveError as exc:
+        raise click.ClickException(str(exc)) from exc
+    run = build_run(
+        result, file_name=archive.name, created_at=created_at, model=model, threshold=threshold
+    )
+    write_report(output, run)
+    click.echo(f"{output}: {run.studies} studies, {run.failed} failed, {run.skipped} skipped files")
+
+
+def register_cli(app: Flask) -> None:
+    """Add ``flask medscan ...``."""
+    app.cli.add_command(medscan_cli)
