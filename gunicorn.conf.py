@@ -83,5 +83,5 @@ loglevel = _env("GUNICORN_LOG_LEVEL", "info")
 access_log_format = _env(
     "GUNICORN_ACCESS_LOG_FORMAT",
     '%(h)s %({x-forwarded-for}i)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms '
-    'rid=%({x-request-id}i)s "%(a)s"',
+    'rid=%({x-request-id}o)s "%(a)s"',
 )

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import flask_smorest
 from flask import abort, url_for
 from webargs.flaskparser import FlaskParser
+from werkzeug.datastructures import CombinedMultiDict
 
 from medscan.extensions import db
 
@@ -20,9 +21,17 @@ JSON_REQUIRED = "Content-Type must be application/json"
 
 
 class ArgumentsParser(FlaskParser):
-    """webargs parser answering 400 (not 422) and 415 for a JSON body sent as something else."""
+    """webargs parser answering 400 (not 422) and 415 for a JSON body sent as something else.
+
+    Location ``multipart`` reads text fields and files of a multipart body together, so one
+    schema describes (and documents) the whole upload form.
+    """
 
     DEFAULT_VALIDATION_STATUS = 400
+    __location_map__ = {**FlaskParser.__location_map__, "multipart": "load_multipart"}
+
+    def load_multipart(self, req, schema) -> Any:
+        return self._makeproxy(CombinedMultiDict([req.form, req.files]), schema)
 
     def _raw_load_json(self, req) -> Any:
         if not req.is_json:
@@ -34,6 +43,10 @@ class Blueprint(flask_smorest.Blueprint):
     """A flask-smorest blueprint that validates with ``ArgumentsParser``."""
 
     ARGUMENTS_PARSER = ArgumentsParser()
+    DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
+        **flask_smorest.Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
+        "multipart": "multipart/form-data",
+    }
 
 
 def parse_uuid(raw: str) -> uuid.UUID | None:

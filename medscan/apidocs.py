@@ -7,6 +7,8 @@ flask-smorest's default Swagger UI loads its scripts from a CDN; here they come 
 from flask import Blueprint, Flask, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
+from medscan.auth import SECURITY_SCHEMES
+
 ASSETS_URL = "/api/docs/assets/"
 
 bp = Blueprint("apidocs", __name__)
@@ -19,6 +21,17 @@ OPENAPI_SETTINGS = {
     "OPENAPI_JSON_PATH": "openapi.json",
     "OPENAPI_SWAGGER_UI_PATH": "/docs",
     "OPENAPI_SWAGGER_UI_URL": ASSETS_URL,
+    "API_SPEC_OPTIONS": {
+        "info": {
+            "description": (
+                "Chest-CT studies per patient, their analysis, and bulk triage reports. "
+                "Every error body is `{\"error\": \"...\"}`. When MEDSCAN_API_KEYS is set, "
+                "send `Authorization: Bearer <key>` or `X-API-Key: <key>`."
+            )
+        },
+        "components": {"securitySchemes": SECURITY_SCHEMES},
+        "security": [{name: []} for name in SECURITY_SCHEMES],
+    },
 }
 
 

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask_cors import CORS
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from medscan import cli, errors
 from medscan.analysis import register_model
 from medscan.apidocs import OPENAPI_SETTINGS, register_apidocs
+from medscan.auth import register_auth
 from medscan.bulk.archive import sweep_stale_work_dirs
 from medscan.bulk.routes import bp as bulk_bp
 from medscan.config import load_config
 from medscan.extensions import api, db, migrate
 from medscan.health.routes import bp as health_bp
+from medscan.logs import register_logging
 from medscan.patients.routes import bp as patients_bp
 from medscan.scans.routes import bp as scans_bp
 from medscan.storage import ScanStorage
@@ -35,6 +38,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.ensure_ascii = False  # Cyrillic names as UTF-8, not \u escapes
     app.json.sort_keys = False  # keys in schema order, e.g. the seven report keys
     register_logging(app)
+    register_auth(app)
+    register_proxy(app)
+    register_cors(app)
     register_storage(app)
     register_uploads(app)
     register_extensions(app)
@@ -46,13 +52,24 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-def register_logging(app: Flask) -> None:
-    """Log to stderr at ``MEDSCAN_LOG_LEVEL`` unless a host (gunicorn, pytest) already does."""
-    logging.basicConfig(
-        level=app.config["MEDSCAN_LOG_LEVEL"].upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    app.logger.setLevel(app.config["MEDSCAN_LOG_LEVEL"].upper())
+def register_proxy(app: Flask) -> None:
+    """Behind ``MEDSCAN_TRUSTED_PROXIES`` proxies (nginx: 1), trust their X-Forwarded-* headers."""
+    hops = app.config["MEDSCAN_TRUSTED_PROXIES"]
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+
+def register_cors(app: Flask) -> None:
+    """Let browser frontends on ``MEDSCAN_CORS_ORIGINS`` call the API (no origins: no CORS)."""
+    origins = app.config["MEDSCAN_CORS_ORIGINS"]
+    if origins:
+        CORS(
+            app,
+            resources={r"/api/*": {"origins": "*" if "*" in origins else list(origins)}},
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+            expose_headers=["Content-Disposition", "X-Request-ID", "ETag", "Location"],
+            max_age=600,
+        )
 
 
 def register_storage(app: Flask) -> None:

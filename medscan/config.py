@@ -26,6 +26,10 @@ def _int(name: str, value: str, minimum: int = 1) -> int:
     return number
 
 
+def _count(name: str, value: str) -> int:
+    return _int(name, value, minimum=0)
+
+
 def _threshold(name: str, value: str) -> float:
     try:
         number = float(value)
@@ -56,6 +60,7 @@ SETTINGS: dict[str, tuple[Callable[[str, str], Any], str]] = {
     "MEDSCAN_MODEL": (_text, ""),
     "MEDSCAN_API_KEYS": (_csv, ""),
     "MEDSCAN_CORS_ORIGINS": (_csv, ""),
+    "MEDSCAN_TRUSTED_PROXIES": (_count, "0"),
     "MEDSCAN_LOG_LEVEL": (_text, "INFO"),
 }
 

@@ -2,6 +2,7 @@
 
 import sqlite3
 
+import marshmallow as ma
 from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
@@ -19,7 +20,20 @@ NAMING_CONVENTION = {
 
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate(compare_type=True, render_as_batch=True)
-api = Api()
+class ErrorSchema(ma.Schema):
+    """The one error body of the API (see medscan.errors)."""
+
+    error = ma.fields.String(required=True, metadata={"description": "what went wrong"})
+    details = ma.fields.Dict(metadata={"description": "validation messages by field"})
+
+
+class MedscanApi(Api):
+    """flask-smorest's Api, documenting our error body instead of its own."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+
+api = MedscanApi()
 
 
 @event.listens_for(Engine, "connect")

@@ -89,7 +89,7 @@ class BulkRunCollection(MethodView):
         query = select(BulkRun).order_by(BulkRun.created_at.desc(), BulkRun.id.desc())
         return paginate(query, args["limit"], args["offset"])
 
-    @bp.arguments(BulkUploadSchema, location="files")
+    @bp.arguments(BulkUploadSchema, location="multipart")
     @bp.response(201, IdSchema)
     @bp.alt_response(413, description="Body over MEDSCAN_MAX_BULK_MB, or over an unpack limit")
     @bp.alt_response(503, description="Not enough disk space to unpack (see Retry-After)")

@@ -19,12 +19,11 @@ from medscan.paging import paginate
 from medscan.scans.content import ZIP, UnsupportedContent, classify
 from medscan.scans.schemas import (
     AnalyzeResponseSchema,
-    ScanFileSchema,
-    ScanFormSchema,
     ScanPageSchema,
     ScanQuerySchema,
     ScanSchema,
     ScanUpdateSchema,
+    ScanUploadSchema,
     StoredReportSchema,
 )
 from medscan.schemas import IdSchema
@@ -64,17 +63,16 @@ class ScanCollection(MethodView):
             query = query.where(Scan.patient_id == args["patient_id"])
         return paginate(query, args["limit"], args["offset"])
 
-    @bp.arguments(ScanFormSchema, location="form")
-    @bp.arguments(ScanFileSchema, location="files")
+    @bp.arguments(ScanUploadSchema, location="multipart")
     @bp.response(201, IdSchema, headers={"Location": {"schema": {"type": "string"}}})
     @bp.alt_response(404, description="Patient not found")
     @bp.alt_response(
         413, description="Body over MEDSCAN_MAX_SCAN_MB, or a ZIP over the unpack limits"
     )
     @bp.alt_response(415, description="Neither DICOM nor a ZIP holding DICOM")
-    def post(self, form: dict, files: dict):
+    def post(self, form: dict):
         """Upload a scan: a DICOM file (Part 10 or raw dataset) or a ZIP of one series."""
-        file: FileStorage = files["file"]
+        file: FileStorage = form["file"]
         upload = file.stream
         if upload.size == 0:
             abort(400, "file: The file is empty.")

@@ -30,17 +30,12 @@ class ScanQuerySchema(PageArgsSchema):
     patient_id = ma.fields.UUID(metadata={"description": "Only this patient's scans"})
 
 
-class ScanFormSchema(ma.Schema):
-    """The text parts of a scan upload."""
+class ScanUploadSchema(ma.Schema):
+    """A scan upload: the patient, the file (a DICOM file or a ZIP of one series), a note."""
 
     patient_id = ma.fields.UUID(required=True)
+    file = Upload(required=True, metadata={"description": "DICOM (Part 10 or raw) or a ZIP"})
     description = Text(allow_none=True, validate=DESCRIPTION_LENGTH)
-
-
-class ScanFileSchema(ma.Schema):
-    """The file part of a scan upload: a DICOM file or a ZIP of one series."""
-
-    file = Upload(required=True)
 
 
 class ScanUpdateSchema(InputSchema):
