@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -26,9 +27,38 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from medscan.extensions import db
 
 
-def json_document() -> JSON:
-    """A JSON column: JSONB on PostgreSQL, JSON text on SQLite."""
-    return JSON().with_variant(JSONB(), "postgresql")
+def without_nul(value: Any) -> Any:
+    """``value`` with NUL characters (which PostgreSQL cannot store) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {key: without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    return value
+
+
+class FileText(TypeDecorator):
+    """Text taken from uploaded files (UIDs, entry names, reasons): stored even with NULs."""
+
+    impl = Text()
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect) -> str | None:
+        return without_nul(value)
+
+
+class FileJSON(TypeDecorator):
+    """A JSON document built from uploaded files: JSONB on PostgreSQL, stored even with NULs."""
+
+    impl = JSON()
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        return dialect.type_descriptor(JSONB() if dialect.name == "postgresql" else JSON())
+
+    def process_bind_param(self, value: Any, dialect) -> Any:
+        return without_nul(value)
 
 
 def utcnow() -> datetime:
@@ -122,17 +152,17 @@ class Scan(TimestampMixin, db.Model):
     content_kind: Mapped[str] = mapped_column(String(8))
     size_bytes: Mapped[int] = mapped_column(BigInteger())
     sha256: Mapped[str] = mapped_column(String(64))
-    study_uid: Mapped[str | None] = mapped_column(String(64))
-    series_uid: Mapped[str | None] = mapped_column(String(64))
+    study_uid: Mapped[str | None] = mapped_column(FileText())
+    series_uid: Mapped[str | None] = mapped_column(FileText())
 
     # The last analysis: the seven report keys, when, by which model and threshold, and why it
     # failed (None on Success).
-    report_json: Mapped[dict | None] = mapped_column(json_document())
+    report_json: Mapped[dict | None] = mapped_column(FileJSON())
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     analysis_model: Mapped[str | None] = mapped_column(String(200))
     analysis_model_version: Mapped[str | None] = mapped_column(String(100))
     analysis_threshold: Mapped[float | None] = mapped_column(Float())
-    analysis_error: Mapped[str | None] = mapped_column(Text())
+    analysis_error: Mapped[str | None] = mapped_column(FileText())
 
     patient: Mapped[Patient] = relationship(back_populates="scans")
 
@@ -188,8 +218,8 @@ class BulkRunItem(db.Model):
         ForeignKey("bulk_runs.id", ondelete="CASCADE"), primary_key=True
     )
     position: Mapped[int] = mapped_column(Integer(), primary_key=True)
-    report: Mapped[dict] = mapped_column(json_document())
-    error: Mapped[str | None] = mapped_column(Text())
+    report: Mapped[dict] = mapped_column(FileJSON())
+    error: Mapped[str | None] = mapped_column(FileText())
 
 
 class BulkRunSkippedFile(db.Model):
@@ -201,5 +231,5 @@ class BulkRunSkippedFile(db.Model):
         ForeignKey("bulk_runs.id", ondelete="CASCADE"), primary_key=True
     )
     position: Mapped[int] = mapped_column(Integer(), primary_key=True)
-    path: Mapped[str] = mapped_column(Text())
-    reason: Mapped[str] = mapped_column(Text())
+    path: Mapped[str] = mapped_column(FileText())
+    reason: Mapped[str] = mapped_column(FileText())

@@ -50,7 +50,7 @@ class PatientUpdateSchema(InputSchema):
 class PatientQuerySchema(PageArgsSchema):
     """List arguments: paging plus ``q``, words matched against first or last name."""
 
-    q = ma.fields.String(
+    q = Text(
         load_default="",
         metadata={
             "description": (

@@ -290,3 +290,12 @@ def test_delete_then_gone(client):
     assert response.status_code == 204 and response.get_data() == b""
     assert_json_error(client.get(f"{URL}/{patient_id}"), 404, "Patient not found")
     assert_json_error(client.delete(f"{URL}/{patient_id}"), 404, "Patient not found")
+
+
+def test_search_with_a_nul_character_is_400_not_a_crash(client):
+    assert_json_error(client.get(URL, query_string={"q": "a\x00b"}), 400)
+
+
+def test_names_come_back_as_utf8_not_escapes(client):
+    patient_id = create(client, "Пётр", "Семёнов")
+    assert "Семёнов".encode() in client.get(f"{URL}/{patient_id}").get_data()

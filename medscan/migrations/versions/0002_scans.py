@@ -24,8 +24,8 @@ def upgrade():
         sa.Column("content_kind", sa.String(length=8), nullable=False),
         sa.Column("size_bytes", sa.BigInteger(), nullable=False),
         sa.Column("sha256", sa.String(length=64), nullable=False),
-        sa.Column("study_uid", sa.String(length=64), nullable=True),
-        sa.Column("series_uid", sa.String(length=64), nullable=True),
+        sa.Column("study_uid", sa.Text(), nullable=True),
+        sa.Column("series_uid", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
