@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-import zipfile
 from pathlib import Path
 
 import openpyxl
@@ -14,6 +13,7 @@ import pytest
 from medscan.analyzer import REPORT_KEYS
 from medscan.extensions import db
 from medscan.models import BulkRun
+from tests.api.test_scans import zip_of
 from tests.bulk.zip_factory import write_symlink_zip, write_zeros_zip, write_zip
 from tests.dicom_factory import write_ct_file, write_ct_series
 from tests.test_errors import assert_json_error
@@ -27,21 +27,13 @@ def series_entries(tmp_path: Path, folder: str, n: int, **kwargs) -> dict[str, b
     return {f"{folder}/{f.name}": f.read_bytes() for f in files}
 
 
-def zip_bytes(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, content in entries.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
-
-
 @pytest.fixture
 def batch(tmp_path) -> bytes:
     """A realistic batch: loose studies at two depths, a nested study ZIP, litter, junk."""
-    nested = zip_bytes(series_entries(tmp_path, "ct", 3, study_uid="2.2", series_uid="2.2.1"))
+    nested = zip_of(series_entries(tmp_path, "ct", 3, study_uid="2.2", series_uid="2.2.1"))
     single = write_ct_file(tmp_path / "one.dcm", study_uid="3.3", series_uid="3.3.1")
     linked = write_ct_file(tmp_path / "link.dcm", study_uid="4.4", series_uid="4.4.1")
-    return zip_bytes(
+    return zip_of(
         {
             **series_entries(tmp_path, "study1", 4, study_uid="1.1", series_uid="1.1.1"),
             "p2/one.dcm": single.read_bytes(),
@@ -195,12 +187,12 @@ def test_zip_with_unreadable_central_directory_is_corrupted(client, app, batch):
 
 
 def test_zip_with_only_litter_is_empty(client):
-    content = zip_bytes({"__MACOSX/._a": b"x", "Thumbs.db": b"x", "dir/.DS_Store": b"x"})
+    content = zip_of({"__MACOSX/._a": b"x", "Thumbs.db": b"x", "dir/.DS_Store": b"x"})
     assert_json_error(post_archive(client, content), 400, "Empty ZIP")
 
 
 def test_uppercase_zip_name_is_accepted(client, tmp_path):
-    content = zip_bytes(series_entries(tmp_path, "s", 2))
+    content = zip_of(series_entries(tmp_path, "s", 2))
     assert post_archive(client, content, "BATCH.ZIP").status_code == 201
 
 
@@ -215,7 +207,7 @@ def test_ratio_bomb_is_413_and_leaves_nothing(client, app, tmp_path):
 
 def test_entries_escaping_the_work_folder_are_never_written(client, app, tmp_path):
     dicom = write_ct_file(tmp_path / "a.dcm").read_bytes()
-    content = zip_bytes({"../escaped.dcm": dicom, "/abs/escaped2.dcm": dicom, "ok.dcm": dicom})
+    content = zip_of({"../escaped.dcm": dicom, "/abs/escaped2.dcm": dicom, "ok.dcm": dicom})
     assert post_archive(client, content).status_code == 201
     assert not list(tmp_path.parent.rglob("escaped*.dcm"))
     assert work_entries(app) == []
