@@ -51,3 +51,13 @@ def test_crash_is_json_500_rolled_back_and_logged(crashing_app, caplog):
     assert any("secret internal detail" in text for text in logged)
     with crashing_app.app_context():
         assert db.session.query(Patient).count() == 0
+
+
+def test_disk_space_refusal_is_503_with_retry_after(app):
+    from medscan.bulk.archive import NotEnoughDiskSpace
+    from medscan.errors import archive_error
+
+    with app.app_context():
+        response = archive_error(NotEnoughDiskSpace(detail="10 bytes free"))
+    assert_json_error(response, 503, "Not enough disk space")
+    assert response.headers["Retry-After"] == "60"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from medscan import create_app
@@ -71,3 +73,28 @@ def test_importing_the_package_does_not_import_flask():
 
     code = "import medscan, sys; assert 'flask' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_start_sweeps_what_killed_workers_left(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)
+    incoming, work = tmp_path / "scans" / ".incoming", tmp_path / "work"
+    for folder in (incoming, work):
+        folder.mkdir(parents=True)
+    stale_upload = incoming / f"medscan-{dead_pid}-upload-abc"
+    stale_dir = work / f"medscan-{dead_pid}-xyz"
+    live_upload = work / f"medscan-{os.getpid()}-upload-def"
+    stale_upload.write_bytes(b"half a scan")
+    stale_dir.mkdir()
+    live_upload.write_bytes(b"in flight")
+    create_app({"MEDSCAN_STORAGE_DIR": str(tmp_path / "scans"), "MEDSCAN_WORK_DIR": str(work)})
+    assert not stale_upload.exists() and not stale_dir.exists()
+    assert live_upload.exists()
