@@ -1,6 +1,7 @@
-"""Fill a migrated PostgreSQL database with realistic patients (and scans rows) by bulk COPY.
+"""Fill a migrated PostgreSQL database with realistic patients and scans rows by bulk COPY.
 
-    python bench/seed.py postgresql://postgres@127.0.0.1/medscan_bench --patients 1000000
+    python bench/seed.py postgresql://postgres@127.0.0.1/medscan_bench --patients 1000000 \
+        --scans 200000
 
 Names are drawn from Russian and Latin name lists, so searches hit realistic frequencies:
 common surnames match thousands of rows, rare ones a handful.
@@ -95,8 +96,15 @@ def patient_rows(
         created = (start + step * i).isoformat()
         description = "" if rng.random() < 0.7 else csv_field(f"note {i}")
         line = ",".join(
-            (str(patient_id), csv_field(first), csv_field(last), description,
-             csv_field(fold_for_search(f"{first} {last}")), created, created)
+            (
+                str(patient_id),
+                csv_field(first),
+                csv_field(last),
+                description,
+                csv_field(fold_for_search(f"{first} {last}")),
+                created,
+                created,
+            )
         )
         yield patient_id, line + "\n"
 
@@ -114,8 +122,33 @@ def copy_lines(cursor, table: str, columns: str, lines: Iterator[str], chunk: in
     cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
 
 
-def seed(url: str, patients: int, seed_value: int) -> list[uuid.UUID]:
-    """Insert the patients; returns their ids."""
+def scan_rows(
+    count: int, patient_ids: list[uuid.UUID], rng: random.Random, start: datetime
+) -> Iterator[str]:
+    """COPY lines for ``count`` scans (metadata only, no files) of random patients."""
+    step = timedelta(days=5 * 365) / max(count, 1)
+    for i in range(count):
+        created = (start + step * i).isoformat()
+        yield (
+            ",".join(
+                (
+                    str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    str(rng.choice(patient_ids)),
+                    "",
+                    f"ct{i}.dcm",
+                    "dicom",
+                    str(rng.randrange(10**5, 10**9)),
+                    f"{i:064x}",
+                    created,
+                    created,
+                )
+            )
+            + "\n"
+        )
+
+
+def seed(url: str, patients: int, scans: int, seed_value: int) -> None:
+    """Insert the patients, then the scans of random patients."""
     rng = random.Random(seed_value)
     start = datetime(2020, 1, 1, tzinfo=UTC)
     ids: list[uuid.UUID] = []
@@ -127,23 +160,34 @@ def seed(url: str, patients: int, seed_value: int) -> list[uuid.UUID]:
 
     with psycopg2.connect(url) as connection, connection.cursor() as cursor:
         copy_lines(
-            cursor, "patients",
+            cursor,
+            "patients",
             "id, first_name, last_name, description, search_name, created_at, updated_at",
             lines(),
         )
+        if scans:
+            copy_lines(
+                cursor,
+                "scans",
+                "id, patient_id, description, file_name, content_kind, size_bytes, sha256, "
+                "created_at, updated_at",
+                scan_rows(scans, ids, rng, start),
+            )
         cursor.execute("ANALYZE patients")
-    return ids
+        cursor.execute("ANALYZE scans")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("database_url", help="a migrated PostgreSQL database (psycopg2 URL)")
     parser.add_argument("--patients", type=int, default=1_000_000)
+    parser.add_argument("--scans", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     started = time.perf_counter()
-    seed(args.database_url, args.patients, args.seed)
-    print(f"{args.patients} patients in {time.perf_counter() - started:.1f} s")
+    seed(args.database_url, args.patients, args.scans, args.seed)
+    elapsed = time.perf_counter() - started
+    print(f"{args.patients} patients, {args.scans} scans in {elapsed:.1f} s")
 
 
 if __name__ == "__main__":
