@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
-from pathlib import PurePosixPath
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -72,12 +71,18 @@ def location_of(endpoint: str, **values: Any) -> dict[str, str]:
 
 
 def content_disposition(file_name: str) -> str:
-    """RFC 6266 attachment header: an ASCII fallback plus the exact UTF-8 name."""
+    """RFC 6266 attachment header: an ASCII fallback plus the exact UTF-8 name.
+
+    The fallback keeps what survives of the name in ASCII (``Ivanov KT.dcm`` stays); a name with
+    nothing left before its extension (``Иванов КТ.dcm``) falls back to ``scan.dcm``.
+    """
     fallback = unicodedata.normalize("NFKD", file_name).encode("ascii", "ignore").decode()
     fallback = fallback.replace("\\", "_").replace('"', "_").strip()
-    stem = PurePosixPath(fallback).stem.strip(" ._")
-    if not stem:
-        fallback = "scan" + PurePosixPath(fallback).suffix
+    stem, dot, suffix = fallback.rpartition(".")
+    if not dot:
+        stem, suffix = fallback, ""
+    if not any(ch.isalnum() for ch in stem):
+        fallback = f"scan{dot}{suffix}"
     header = f'attachment; filename="{fallback}"'
     if fallback != file_name:
         header += f"; filename*=UTF-8''{quote(file_name, safe='')}"

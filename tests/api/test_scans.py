@@ -253,9 +253,24 @@ def test_empty_file_name_becomes_scan_dcm_or_zip_by_content(client, patient_id, 
 def test_download_cyrillic_name_survives_rfc6266(client, patient_id, ct_bytes):
     scan_id = upload(client, patient_id, ct_bytes, "Иванов КТ.dcm").get_json()["id"]
     header = client.get(f"/api/scans/{scan_id}/file").headers["Content-Disposition"]
-    assert header.startswith('attachment; filename="')
+    assert header.startswith('attachment; filename="scan.dcm"; ')  # nothing ASCII survives
     assert header.encode("ascii")  # the header itself is pure ASCII
     assert "filename*=UTF-8''%D0%98%D0%B2%D0%B0%D0%BD%D0%BE%D0%B2%20%D0%9A%D0%A2.dcm" in header
+
+
+@pytest.mark.parametrize(
+    ("name", "fallback"),
+    [
+        ("Café.dcm", "Cafe.dcm"),
+        ("Иванов", "scan"),
+        ("CT Иванов.zip", "CT .zip"),
+        ('a"b.dcm', "a_b.dcm"),
+    ],
+)
+def test_content_disposition_fallbacks(name, fallback):
+    from medscan.api import content_disposition
+
+    assert content_disposition(name).startswith(f'attachment; filename="{fallback}"')
 
 
 def test_download_ascii_name_is_plain(client, patient_id, ct_bytes):
