@@ -64,7 +64,8 @@ def run_archive(archive: Path, file_name: str) -> BulkResult:
 
     def log_progress(done: int, total: int) -> None:
         elapsed = time.perf_counter() - started
-        current_app.logger.info("bulk %s: study %d/%d, %.1f s", file_name, done, total, elapsed)
+        # File names can carry patient names: lines are tied to the run by the request id.
+        current_app.logger.info("bulk run: study %d/%d, %.1f s", done, total, elapsed)
 
     with work_dir(work_base) as folder:
         return process_archive(
@@ -111,8 +112,7 @@ class BulkRunCollection(MethodView):
         db.session.add(run)
         db.session.commit()
         current_app.logger.info(
-            "bulk %s: run %s, %d studies (%d failed), %d skipped files",
-            file_name,
+            "bulk run %s: %d studies (%d failed), %d skipped files",
             run.id,
             run.studies,
             run.failed,

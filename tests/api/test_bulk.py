@@ -274,3 +274,10 @@ def test_cli_refuses_a_bad_archive_with_a_message(runner, tmp_path):
     assert result.exit_code == 1
     assert "Only .zip is accepted" in result.output
     assert not (tmp_path / "r.xlsx").exists()
+
+
+def test_progress_is_logged_without_the_file_name(client, batch, caplog):
+    caplog.set_level("INFO", logger="medscan")
+    assert post_archive(client, batch, "Иванов Иван.zip").status_code == 201
+    assert "study 1/4" in caplog.text and "study 4/4" in caplog.text  # 4 DICOM studies
+    assert "Иванов" not in caplog.text  # archive names can carry patient names
