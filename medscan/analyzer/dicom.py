@@ -468,23 +468,31 @@ def _fragment_problem(stream: BinaryIO, offset: int, size: int) -> str | None:
     return None
 
 
+def try_read_instance(path: str | os.PathLike[str]) -> Instance | FileProblem:
+    """`read_instance`, with an unreadable file returned as its FileProblem instead of raised."""
+    try:
+        return read_instance(path)
+    except DicomReadError as exc:
+        return FileProblem(Path(path), exc.reason)
+
+
+def split_results(
+    results: Iterable[Instance | FileProblem],
+) -> tuple[list[Instance], list[FileProblem]]:
+    """Separate read results into instances and problems, keeping their order."""
+    results = list(results)
+    instances = [result for result in results if isinstance(result, Instance)]
+    problems = [result for result in results if isinstance(result, FileProblem)]
+    return instances, problems
+
+
 def read_instances(
     paths: Iterable[str | os.PathLike[str]], workers: int = 2
 ) -> tuple[list[Instance], list[FileProblem]]:
     """Read many headers with a thread pool; both lists are sorted by path."""
-
-    def read(path: Path) -> Instance | FileProblem:
-        try:
-            return read_instance(path)
-        except DicomReadError as exc:
-            return FileProblem(path, exc.reason)
-
     ordered = sorted({Path(path) for path in paths})
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = list(pool.map(read, ordered))
-    instances = [result for result in results if isinstance(result, Instance)]
-    problems = [result for result in results if isinstance(result, FileProblem)]
-    return instances, problems
+        return split_results(pool.map(try_read_instance, ordered))
 
 
 def group_studies(instances: Iterable[Instance]) -> list[Study]:

@@ -417,12 +417,18 @@ def _discard(path: Path) -> None:
 
 
 def _extract_entries(
-    zip_path: Path, tasks: list[_Task], root: Path, budget: _Budget, workers: int
+    zip_path: Path,
+    tasks: list[_Task],
+    root: Path,
+    budget: _Budget,
+    workers: int,
+    on_file: Callable[[ExtractedFile], None] | None,
 ) -> tuple[list[ExtractedFile], list[EntryFailure]]:
     """Extract ``tasks`` under ``root`` with ``workers`` threads, each with its own ZipFile handle.
 
     Largest entries go first so the threads finish together. The first error in any thread stops
     all of them (each deletes its partial file) and is raised once they have all been joined.
+    ``on_file`` is called (in the extracting thread) with each file as soon as it is complete.
     """
     pending = iter(sorted(tasks, key=lambda task: task.info.compress_size, reverse=True))
     lock = threading.Lock()
@@ -439,6 +445,8 @@ def _extract_entries(
                     if task is None:
                         return
                     outcome = _extract_entry(archive, task, root, budget, cancel)
+                    if on_file is not None and isinstance(outcome, ExtractedFile):
+                        on_file(outcome)
                     with lock:
                         outcomes.append(outcome)
         except _Cancelled:
@@ -496,7 +504,12 @@ def _partition(items: list[_T], predicate: Callable[[_T], bool]) -> tuple[list[_
 
 
 def _unpack_nested(
-    file: ExtractedFile, root: Path, budget: _Budget, limits: UnpackLimits, workers: int
+    file: ExtractedFile,
+    root: Path,
+    budget: _Budget,
+    limits: UnpackLimits,
+    workers: int,
+    on_file: Callable[[ExtractedFile], None] | None,
 ) -> tuple[Unit, list[Skipped], int]:
     """Unpack an extracted nested ZIP into ``root``; ZIPs inside it stay plain files."""
     try:
@@ -512,7 +525,9 @@ def _unpack_nested(
         return Unit(file.path, root, [], failure="encrypted"), plan.skipped, plan.litter
     _check_disk(root.parent, plan.declared_bytes, limits)
     root.mkdir()
-    files, failures = _extract_entries(file.disk_path, plan.tasks, root, budget, workers)
+    files, failures = _extract_entries(
+        file.disk_path, plan.tasks, root, budget, workers, on_file
+    )
     return Unit(file.path, root, files, entry_failures=failures), plan.skipped, plan.litter
 
 
@@ -523,6 +538,7 @@ def extract_archive(
     *,
     workers: int = 2,
     nested: bool = True,
+    on_file: Callable[[ExtractedFile], None] | None = None,
 ) -> Extraction:
     """Extract a bulk archive into ``dest_dir`` safely, opening nested ZIPs one level deep.
 
@@ -532,6 +548,8 @@ def extract_archive(
     that cannot be opened, is empty or wholly encrypted is one unit failure. Limit and disk errors
     raise after every thread has stopped and everything written has been removed. ``nested=False``
     treats nested ZIPs as plain files, exactly what ``inspect_zip`` checked for a ZIP scan.
+    ``on_file(file)`` is called from the extracting threads as each file is complete, so the
+    caller can start on it (read its header) while the rest is still being inflated.
 
     Raises NotAZip, CorruptedZip, EmptyZip, UnpackLimitExceeded or NotEnoughDiskSpace.
     """
@@ -547,7 +565,9 @@ def extract_archive(
         loose_root = dest_dir / "archive"
         loose_root.mkdir()
         created.append(loose_root)
-        files, failures = _extract_entries(zip_path, plan.tasks, loose_root, budget, workers)
+        files, failures = _extract_entries(
+            zip_path, plan.tasks, loose_root, budget, workers, on_file
+        )
         skipped, litter = list(plan.skipped), plan.litter
         units: list[Unit] = []
         if nested:
@@ -560,7 +580,7 @@ def extract_archive(
                 created.append(nested_base)
             for number, file in enumerate(archives):
                 unit, unit_skipped, unit_litter = _unpack_nested(
-                    file, nested_base / str(number), budget, limits, workers
+                    file, nested_base / str(number), budget, limits, workers, on_file
                 )
                 file.disk_path.unlink(missing_ok=True)
                 units.append(unit)

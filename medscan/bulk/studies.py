@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from medscan.analyzer import (
+    FileProblem,
+    Instance,
     Model,
     ReportRow,
     Study,
     analyze_study,
     group_studies,
-    read_instances,
 )
+from medscan.analyzer.dicom import split_results, try_read_instance
 from medscan.bulk.archive import (
     ExtractedFile,
     Unit,
@@ -95,21 +98,30 @@ def process_archive(
 ) -> BulkResult:
     """Extract `zip_path` into the empty directory `folder` and analyse every study in it.
 
-    Headers are read unit by unit with `workers` threads (pixel data is never read here);
-    once all are read the studies are analysed in path order and ``progress(done, total)`` is
-    called after each. The instances of every study are held until then (about 1.5 KB per
-    DICOM file). The caller removes `folder`.
+    Each file's header is read by one of `workers` reader threads as soon as extraction has
+    written it, so reading overlaps inflating (pixel data is never read here). Once all are read
+    the studies are analysed in path order and ``progress(done, total)`` is called after each.
+    The instances of every study are held until then (about 1.5 KB per DICOM file). The caller
+    removes `folder`.
 
     Raises NotAZip, CorruptedZip, EmptyZip, UnpackLimitExceeded or NotEnoughDiskSpace (see
     `extract_archive`); bad content inside the archive never raises.
     """
-    extraction = extract_archive(zip_path, folder, limits, workers=workers)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as readers:
+        reads: dict[Path, Future[Instance | FileProblem]] = {}
+
+        def read_when_written(file: ExtractedFile) -> None:
+            reads[file.disk_path] = readers.submit(try_read_instance, file.disk_path)
+
+        extraction = extract_archive(
+            zip_path, folder, limits, workers=workers, on_file=read_when_written
+        )
     rows: list[BulkRow] = []
     skipped: list[SkippedFile] = []
     studies: list[tuple[str, Study]] = []
     failed_whole: set[str] = set()
     for unit in extraction.units:
-        result = _sort_unit(unit, archive_name, workers)
+        result = _sort_unit(unit, archive_name, reads)
         studies += result.studies
         rows += result.rows
         skipped += result.skipped
@@ -137,12 +149,14 @@ def _row_key(row: BulkRow) -> tuple[str, str, str]:
     return row.report.path_to_study, row.report.study_uid, row.report.series_uid
 
 
-def _sort_unit(unit: Unit, archive_name: str, workers: int) -> _Sorted:
-    """Read a unit's headers, group them into studies, and account for every other file."""
+def _sort_unit(
+    unit: Unit, archive_name: str, reads: dict[Path, Future[Instance | FileProblem]]
+) -> _Sorted:
+    """Group a unit's headers into studies, and account for every other file."""
     if unit.failure is not None:
         return _Sorted(rows=[_failure(unit.path, unit.failure)], failed_whole=True)
     files = {file.disk_path: file for file in unit.files}
-    instances, problems = read_instances(files, workers=workers)
+    instances, problems = split_results(reads[path].result() for path in sorted(files))
     troubles = [_Trouble(f.path, f"cannot extract: {f.reason}") for f in unit.entry_failures]
     result = _Sorted()
     for problem in problems:

@@ -221,6 +221,17 @@ def test_body_under_the_limit_passes(client, patient_id, ct_bytes):
     assert upload(client, patient_id, ct_bytes).status_code == 201
 
 
+def test_multi_megabyte_upload_round_trips(client, app, patient_id, tmp_path):
+    """Bodies are read in large pieces: several of them, and a piece boundary mid-file."""
+    app.config["MEDSCAN_MAX_SCAN_MB"] = 16
+    big = write_ct_file(tmp_path / "big.dcm", rows=1024, columns=1024 + 77).read_bytes()
+    assert len(big) > 2 * 2**20
+    response = upload(client, patient_id, big, "big.dcm")
+    assert response.status_code == 201, response.get_json()
+    scan_id = response.get_json()["id"]
+    assert client.get(f"/api/scans/{scan_id}/file").get_data() == big
+
+
 # --- file names -----------------------------------------------------------------------------
 
 
