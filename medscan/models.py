@@ -105,6 +105,18 @@ class TimestampMixin:
         self.updated_at = utcnow()
 
 
+class TableCount(db.Model):
+    """The exact row count of a table, kept by database triggers (see migration 0005).
+
+    An unfiltered list answers its exact ``total`` from here instead of counting a million rows.
+    """
+
+    __tablename__ = "table_counts"
+
+    table_name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    row_count: Mapped[int] = mapped_column(BigInteger())
+
+
 class Patient(TimestampMixin, db.Model):
     """A patient whose studies are stored."""
 

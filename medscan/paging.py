@@ -8,6 +8,7 @@ import marshmallow as ma
 from sqlalchemy import Select, func, select
 
 from medscan.extensions import db
+from medscan.models import TableCount
 
 MAX_LIMIT = 100
 MAX_OFFSET = 2**31 - 1
@@ -38,7 +39,19 @@ def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
 
 
 def paginate(query: Select, limit: int, offset: int) -> dict[str, Any]:
-    """Run ``query`` (already filtered and ordered) for one page and count all its matches."""
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    """Run ``query`` (already filtered and ordered) for one page and count all its matches.
+
+    A query without a filter takes its exact total from ``table_counts`` (kept by triggers)
+    rather than counting every row of the table.
+    """
+    if query.whereclause is None:
+        (table,) = query.get_final_froms()
+        total = db.session.scalar(
+            select(TableCount.row_count).where(TableCount.table_name == table.name)
+        )
+    else:
+        total = db.session.scalar(
+            select(func.count()).select_from(query.order_by(None).subquery())
+        )
     items = db.session.scalars(query.limit(limit).offset(offset)).all()
     return {"items": items, "total": total, "limit": limit, "offset": offset}

@@ -59,3 +59,46 @@ def test_timestamps_come_back_timezone_aware_utc(app):
         db.session.commit()
         db.session.expire_all()
         assert db.session.get(Patient, patient.id).created_at.tzinfo == UTC
+
+
+def test_table_counts_stay_exact_through_inserts_cascades_and_deletes(app):
+    from sqlalchemy import delete, func, select
+
+    from medscan.models import TableCount
+
+    def counts() -> dict[str, int]:
+        stored = dict(db.session.execute(select(TableCount.table_name, TableCount.row_count)).all())
+        real = {
+            "patients": db.session.scalar(select(func.count()).select_from(Patient)),
+            "scans": db.session.scalar(select(func.count()).select_from(Scan)),
+            "bulk_runs": db.session.scalar(select(func.count()).select_from(BulkRun)),
+        }
+        assert stored == real
+        return stored
+
+    with app.app_context():
+        patients = [Patient(first_name=f"P{i}", last_name="X") for i in range(5)]
+        db.session.add_all(patients)
+        db.session.flush()
+        db.session.add_all(
+            Scan(
+                id=uuid.uuid4(),
+                patient=patients[i % 2],
+                file_name="x.dcm",
+                content_kind="dicom",
+                size_bytes=1,
+                sha256="0" * 64,
+            )
+            for i in range(4)
+        )
+        db.session.commit()
+        assert counts() == {"patients": 5, "scans": 4, "bulk_runs": 0}
+        db.session.delete(patients[0])  # its 2 scans go by ON DELETE CASCADE
+        db.session.commit()
+        assert counts() == {"patients": 4, "scans": 2, "bulk_runs": 0}
+        db.session.execute(delete(Patient))
+        db.session.rollback()  # a rolled-back delete changes nothing
+        assert counts()["patients"] == 4
+        db.session.execute(delete(Patient))
+        db.session.commit()
+        assert counts() == {"patients": 0, "scans": 0, "bulk_runs": 0}
