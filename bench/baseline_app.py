@@ -11,7 +11,8 @@ from flask import Flask, abort, jsonify
 from psycopg2.pool import ThreadedConnectionPool
 
 app = Flask(__name__)
-pool = ThreadedConnectionPool(1, 8, os.environ["BASELINE_DATABASE_URL"])
+# min = max: psycopg2's pool closes connections beyond ``minconn`` when they are returned.
+pool = ThreadedConnectionPool(8, 8, os.environ["BASELINE_DATABASE_URL"])
 
 
 @app.get("/patients/<patient_id>")

@@ -58,17 +58,30 @@ def gunicorn(app: str, port: int, env: dict[str, str]):
         process.wait(timeout=30)
 
 
+def patient_ids(cursor, count: int) -> list[str]:
+    """About ``count`` ids of existing patients, spread over the table."""
+    cursor.execute("SELECT row_count FROM table_counts WHERE table_name = 'patients'")
+    (patients,) = cursor.fetchone()
+    cursor.execute(
+        "SELECT id FROM patients TABLESAMPLE SYSTEM (%s) LIMIT %s",
+        (min(100.0, 200.0 * count / max(patients, 1)), count),
+    )
+    return [str(row[0]) for row in cursor.fetchall()]
+
+
+def delete_paths(url: str, count: int) -> list[str]:
+    """Fresh ids for a DELETE run (each run deletes the patients it is given)."""
+    with psycopg2.connect(url) as connection, connection.cursor() as cursor:
+        return [f"/api/v1/patients/{i}" for i in patient_ids(cursor, count)]
+
+
 def sample(url: str, count: int, seed: int) -> dict[str, list[str]]:
     """Request paths for every scenario, drawn from the database."""
     rng = random.Random(seed)
     with psycopg2.connect(url) as connection, connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM patients")
+        cursor.execute("SELECT row_count FROM table_counts WHERE table_name = 'patients'")
         (patients,) = cursor.fetchone()
-        cursor.execute(
-            "SELECT id FROM patients TABLESAMPLE SYSTEM (%s) LIMIT %s",
-            (min(100.0, 300.0 * count / max(patients, 1)), 3 * count),
-        )
-        ids = [str(row[0]) for row in cursor.fetchall()]
+        ids = patient_ids(cursor, 2 * count)
         cursor.execute(
             "SELECT DISTINCT split_part(search_name, ' ', 2) FROM patients "
             "WHERE search_name ~ '[0-9]' LIMIT %s",
@@ -78,11 +91,11 @@ def sample(url: str, count: int, seed: int) -> dict[str, list[str]]:
         cursor.execute("SELECT DISTINCT patient_id FROM scans LIMIT %s", (count,))
         with_scans = [str(row[0]) for row in cursor.fetchall()]
     rng.shuffle(ids)
-    third = len(ids) // 3
+    half = len(ids) // 2
     quote = urllib.parse.quote
     return {
-        "get_by_id": [f"/api/v1/patients/{i}" for i in ids[:third]],
-        "baseline_get_by_id": [f"/patients/{i}" for i in ids[:third]],
+        "get_by_id": [f"/api/v1/patients/{i}" for i in ids[:half]],
+        "baseline_get_by_id": [f"/patients/{i}" for i in ids[:half]],
         "list": ["/api/v1/patients?limit=20"],
         "list_deep_offset": [
             f"/api/v1/patients?limit=20&offset={rng.randrange(patients // 2, patients - 20)}"
@@ -94,8 +107,8 @@ def sample(url: str, count: int, seed: int) -> dict[str, list[str]]:
         "search_2_chars": [f"/api/v1/patients?q={quote(term)}" for term in ("ив", "ов", "sm")],
         "scans_of_patient": [f"/api/v1/scans?patient_id={i}" for i in with_scans],
         "create": ["/api/v1/patients"],
-        "update": [f"/api/v1/patients/{i}" for i in ids[third : 2 * third]],
-        "delete": [f"/api/v1/patients/{i}" for i in ids[2 * third :]],
+        "update": [f"/api/v1/patients/{i}" for i in ids[half:]],
+        "delete": ["(fresh ids per run)"],
     }
 
 
@@ -162,7 +175,12 @@ def main() -> None:
             for scenario in wanted:
                 base = baseline if scenario.startswith("baseline") else medscan
                 method, body = BODIES.get(scenario, ("GET", None))
-                summary = wrk(base, paths[scenario], clients, args.seconds, method, body)
+                targets = (
+                    delete_paths(args.database_url, args.sample)
+                    if scenario == "delete"
+                    else paths[scenario]
+                )
+                summary = wrk(base, targets, clients, args.seconds, method, body)
                 results.append({"scenario": scenario, "clients": clients, **summary})
                 print(json.dumps(results[-1]), flush=True)
     print("\n| scenario | clients | req/s | p50 ms | p95 ms | p99 ms | errors | non-2xx |")

@@ -140,6 +140,7 @@ class Patient(TimestampMixin, db.Model):
             "search_name",
             postgresql_using="gin",
             postgresql_ops={"search_name": "gin_trgm_ops"},
+            postgresql_with={"fastupdate": "off"},
         ),
     )
 

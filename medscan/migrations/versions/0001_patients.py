@@ -35,6 +35,9 @@ def upgrade():
         ["search_name"],
         postgresql_using="gin",
         postgresql_ops={"search_name": "gin_trgm_ops"},
+        # No pending list: with fastupdate every search scans the not-yet-merged inserts
+        # linearly (measured: 2 ms -> 17 ms after 9k inserts), until the next vacuum.
+        postgresql_with={"fastupdate": "off"},
     )
 
 
