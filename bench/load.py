@@ -123,7 +123,8 @@ def wrk(base: str, paths: list[str], clients: int, seconds: int, method: str, bo
     """One wrk run; returns its JSON summary."""
     threads = min(clients, 2)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
-        handle.write("\n".join(paths * max(1, threads)) + "\n")
+        # Each thread takes its own slice of the file; a list shorter than that is repeated.
+        handle.write("\n".join(paths if len(paths) >= threads else paths * threads) + "\n")
     args = [
         "wrk",
         "-t",
