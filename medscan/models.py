@@ -222,27 +222,28 @@ class BulkRun(db.Model):
         return [{**item.report, "error": item.error} for item in self.items]
 
 
-class BulkRunItem(db.Model):
+class RunChildMixin:
+    """A row that belongs to one bulk run, at a position; deleted with the run."""
+
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("bulk_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer(), primary_key=True)
+
+
+class BulkRunItem(RunChildMixin, db.Model):
     """One report row of a run: the seven report keys as a JSON object, and a Failure's reason."""
 
     __tablename__ = "bulk_run_items"
 
-    run_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("bulk_runs.id", ondelete="CASCADE"), primary_key=True
-    )
-    position: Mapped[int] = mapped_column(Integer(), primary_key=True)
     report: Mapped[dict] = mapped_column(FileJSON())
     error: Mapped[str | None] = mapped_column(FileText())
 
 
-class BulkRunSkippedFile(db.Model):
+class BulkRunSkippedFile(RunChildMixin, db.Model):
     """A file of a run's archive that made no row (not DICOM, a symlink...), and why."""
 
     __tablename__ = "bulk_run_skipped_files"
 
-    run_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("bulk_runs.id", ondelete="CASCADE"), primary_key=True
-    )
-    position: Mapped[int] = mapped_column(Integer(), primary_key=True)
     path: Mapped[str] = mapped_column(FileText())
     reason: Mapped[str] = mapped_column(FileText())

@@ -8,6 +8,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from medscan.logs import RequestIdFilter
+from tests.analyzer.test_report import KEYS
 from tests.test_errors import assert_json_error
 
 KEY = "s3cret-key"
@@ -160,15 +161,7 @@ def test_openapi_document_is_valid_and_complete(client):
         ("/api/health", "get"),
     }
     report = spec["components"]["schemas"]["Report"]
-    assert list(report["properties"]) == [
-        "path_to_study",
-        "study_uid",
-        "series_uid",
-        "probability_of_pathology",
-        "pathology",
-        "processing_status",
-        "time_of_processing",
-    ]
+    assert tuple(report["properties"]) == KEYS
     assert spec["components"]["schemas"]["Error"]["required"] == ["error"]
     upload = spec["paths"]["/api/v1/scans"]["post"]["requestBody"]["content"]
     assert set(upload["multipart/form-data"]["schema"]["$ref"].split("/")[-1:]) == {"ScanUpload"}
