@@ -87,8 +87,7 @@ class BulkRunCollection(MethodView):
     @bp.response(200, BulkRunPageSchema)
     def get(self, args: dict):
         """List runs (without their rows), newest first."""
-        query = select(BulkRun).order_by(BulkRun.created_at.desc(), BulkRun.id.desc())
-        return paginate(query, args["limit"], args["offset"])
+        return paginate(BulkRun, [], args["limit"], args["offset"])
 
     @bp.arguments(BulkUploadSchema, location="multipart")
     @bp.response(201, IdSchema)

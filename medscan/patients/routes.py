@@ -32,10 +32,9 @@ class PatientCollection(MethodView):
     @bp.response(200, PatientPageSchema)
     def get(self, args: dict):
         """List patients, newest first, optionally searched by name."""
-        query = select(Patient).order_by(Patient.created_at.desc(), Patient.id.desc())
-        for word in fold_for_search(args["q"]).split():
-            query = query.where(Patient.search_name.contains(word, autoescape=True))
-        return paginate(query, args["limit"], args["offset"])
+        words = fold_for_search(args["q"]).split()
+        filters = [Patient.search_name.contains(word, autoescape=True) for word in words]
+        return paginate(Patient, filters, args["limit"], args["offset"])
 
     @bp.arguments(PatientCreateSchema)
     @bp.response(201, IdSchema, headers={"Location": {"schema": {"type": "string"}}})

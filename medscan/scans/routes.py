@@ -6,7 +6,6 @@ import uuid
 
 from flask import abort, current_app, request, send_file
 from flask.views import MethodView
-from sqlalchemy import select
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -58,10 +57,8 @@ class ScanCollection(MethodView):
     @bp.response(200, ScanPageSchema)
     def get(self, args: dict):
         """List scans, newest first, optionally of one patient."""
-        query = select(Scan).order_by(Scan.created_at.desc(), Scan.id.desc())
-        if "patient_id" in args:
-            query = query.where(Scan.patient_id == args["patient_id"])
-        return paginate(query, args["limit"], args["offset"])
+        filters = [Scan.patient_id == args["patient_id"]] if "patient_id" in args else []
+        return paginate(Scan, filters, args["limit"], args["offset"])
 
     @bp.arguments(ScanUploadSchema, location="multipart")
     @bp.response(201, IdSchema, headers={"Location": {"schema": {"type": "string"}}})

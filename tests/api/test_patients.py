@@ -220,6 +220,12 @@ def test_blank_search_means_no_filter_and_total_counts_matches(client, app):
     assert client.get(URL, query_string={"q": "   "}).get_json()["total"] == 31
     body = client.get(URL, query_string={"q": "karenina", "limit": 5}).get_json()
     assert body["total"] == 30 and len(body["items"]) == 5
+    last = client.get(URL, query_string={"q": "karenina", "limit": 20, "offset": 20}).get_json()
+    assert last["total"] == 30 and len(last["items"]) == 10
+    past = client.get(URL, query_string={"q": "karenina", "offset": 30}).get_json()
+    assert past["total"] == 30 and past["items"] == []  # the total survives an empty page
+    none = client.get(URL, query_string={"q": "nobody-by-that-name"}).get_json()
+    assert none["total"] == 0 and none["items"] == []
 
 
 # --- update ---------------------------------------------------------------------------------
