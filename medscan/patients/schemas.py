@@ -50,8 +50,11 @@ class PatientUpdateSchema(InputSchema):
 class PatientQuerySchema(PageArgsSchema):
     """List arguments: paging plus ``q``, words matched against first or last name."""
 
+    # Two names of at most 100 characters each: a longer query can match nothing, and very long
+    # ones only make the trigram search expensive.
     q = Text(
         load_default="",
+        validate=ma.validate.Length(max=500),
         metadata={
             "description": (
                 "Case-insensitive substring search on first or last name; every "

@@ -302,6 +302,12 @@ def test_search_with_a_nul_character_is_400_not_a_crash(client):
     assert_json_error(client.get(URL, query_string={"q": "a\x00b"}), 400)
 
 
+def test_search_longer_than_500_characters_is_400(client):
+    assert client.get(URL, query_string={"q": "я" * 500}).status_code == 200
+    body = assert_json_error(client.get(URL, query_string={"q": "я" * 501}), 400)
+    assert "q" in body["details"]
+
+
 def test_names_come_back_as_utf8_not_escapes(client):
     patient_id = create(client, "Пётр", "Семёнов")
     assert "Семёнов".encode() in client.get(f"{URL}/{patient_id}").get_data()
