@@ -126,7 +126,10 @@ class EntryFailure:
 
 @dataclass(frozen=True)
 class Skipped:
-    """An entry deliberately not written (symlink, unsafe path); nested ones as ``x.zip/inner``."""
+    """A file that makes no row, and why (a symlink, an unsafe path, not DICOM...).
+
+    ``path`` is its path in the archive; inside a nested ZIP, ``x.zip/inner``.
+    """
 
     path: str
     reason: str
@@ -525,9 +528,7 @@ def _unpack_nested(
         return Unit(file.path, root, [], failure="encrypted"), plan.skipped, plan.litter
     _check_disk(root.parent, plan.declared_bytes, limits)
     root.mkdir()
-    files, failures = _extract_entries(
-        file.disk_path, plan.tasks, root, budget, workers, on_file
-    )
+    files, failures = _extract_entries(file.disk_path, plan.tasks, root, budget, workers, on_file)
     return Unit(file.path, root, files, entry_failures=failures), plan.skipped, plan.litter
 
 

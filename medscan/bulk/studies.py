@@ -28,13 +28,14 @@ from medscan.analyzer import (
 from medscan.analyzer.dicom import split_results, try_read_instance
 from medscan.bulk.archive import (
     ExtractedFile,
+    Skipped,
     Unit,
     UnpackLimits,
     extract_archive,
     is_zip_file,
 )
 
-__all__ = ["BulkResult", "BulkRow", "SkippedFile", "process_archive"]
+__all__ = ["BulkResult", "BulkRow", "process_archive"]
 
 #: Extensions that make a file claim to be DICOM (compared lower case).
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".ima"})
@@ -52,19 +53,11 @@ class BulkRow:
 
 
 @dataclass(frozen=True)
-class SkippedFile:
-    """A file that makes no row; ``path`` is its path in the archive (``x.zip/inner`` nested)."""
-
-    path: str
-    reason: str
-
-
-@dataclass(frozen=True)
 class BulkResult:
     """Rows sorted by (path_to_study, study_uid, series_uid); skipped files sorted by path."""
 
     rows: list[BulkRow]
-    skipped: list[SkippedFile]
+    skipped: list[Skipped]
 
 
 @dataclass(frozen=True)
@@ -81,7 +74,7 @@ class _Sorted:
 
     studies: list[tuple[str, Study]] = field(default_factory=list)
     rows: list[BulkRow] = field(default_factory=list)
-    skipped: list[SkippedFile] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
     failed_whole: bool = False
 
 
@@ -117,7 +110,7 @@ def process_archive(
             zip_path, folder, limits, workers=workers, on_file=read_when_written
         )
     rows: list[BulkRow] = []
-    skipped: list[SkippedFile] = []
+    skipped: list[Skipped] = []
     studies: list[tuple[str, Study]] = []
     failed_whole: set[str] = set()
     for unit in extraction.units:
@@ -127,11 +120,7 @@ def process_archive(
         skipped += result.skipped
         if result.failed_whole:
             failed_whole.add(unit.path)
-    skipped += [
-        SkippedFile(item.path, item.reason)
-        for item in extraction.skipped
-        if not _inside(item.path, failed_whole)
-    ]
+    skipped += [item for item in extraction.skipped if not _inside(item.path, failed_whole)]
     studies.sort(key=lambda item: (item[0], item[1].study_uid))
     for done, (path_to_study, study) in enumerate(studies, start=1):
         analysis = analyze_study(
@@ -162,11 +151,11 @@ def _sort_unit(
     for problem in problems:
         file = files[problem.path]
         if unit.path and is_zip_file(file):
-            result.skipped.append(SkippedFile(_join(unit.path, file.path), NESTED_TOO_DEEP))
+            result.skipped.append(Skipped(_join(unit.path, file.path), NESTED_TOO_DEEP))
         elif _claims_dicom(file):
             troubles.append(_Trouble(file.path, f"unreadable DICOM: {problem.reason}"))
         else:
-            result.skipped.append(SkippedFile(_join(unit.path, file.path), NOT_DICOM))
+            result.skipped.append(Skipped(_join(unit.path, file.path), NOT_DICOM))
     if unit.path and not instances:
         first = min(troubles, key=lambda trouble: trouble.path, default=None)
         detail = f" ({first.path}: {first.reason})" if first else ""
@@ -181,7 +170,7 @@ def _sort_unit(
         by_folder.setdefault(posixpath.dirname(trouble.path), []).append(trouble)
     for folder, members in by_folder.items():
         if folder in study_folders:
-            result.skipped += [SkippedFile(_join(unit.path, t.path), t.reason) for t in members]
+            result.skipped += [Skipped(_join(unit.path, t.path), t.reason) for t in members]
         else:
             result.rows.append(_folder_failure(unit.path, folder, members, archive_name))
     return result
