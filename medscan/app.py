@@ -21,6 +21,7 @@ from medscan.extensions import api, db, migrate
 from medscan.health.routes import bp as health_bp
 from medscan.logs import register_logging
 from medscan.patients.routes import bp as patients_bp
+from medscan.reads import reads_binds
 from medscan.scans.routes import bp as scans_bp
 from medscan.storage import ScanStorage
 from medscan.uploads import register_uploads
@@ -81,7 +82,8 @@ def register_storage(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    """Bind the database, migrations and the OpenAPI document to the app."""
+    """Bind the database (and its reads engine), migrations and the OpenAPI document to the app."""
+    app.config.setdefault("SQLALCHEMY_BINDS", reads_binds(app.config["SQLALCHEMY_DATABASE_URI"]))
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
     api.init_app(app)

@@ -6,13 +6,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import marshmallow as ma
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import Column, ColumnElement, Integer, bindparam, func, select
 
-from medscan.extensions import db
 from medscan.models import TableCount
+from medscan.reads import read_connection
 
 MAX_LIMIT = 100
 MAX_OFFSET = 2**31 - 1
+# The label of the total carried on every row of a page.
+TOTAL = "total_matches"
 
 
 class PageArgsSchema(ma.Schema):
@@ -39,37 +41,57 @@ def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
     )
 
 
-def paginate(
-    model: type, filters: Sequence[ColumnElement[bool]], limit: int, offset: int
-) -> dict[str, Any]:
-    """One page of ``model`` rows matching every filter, newest first, and their exact total.
+class PageQuery:
+    """Pages of one table's ``columns``, newest first, matching every filter, with their total.
 
-    The order is ``created_at`` then ``id``, both descending, so pages are stable. Without
-    filters the total is the trigger-kept row count in ``table_counts``. With filters a single
-    statement reads the matches once (a CTE that both the count and the page use), so an
-    expensive filter such as a trigram search runs once per request, not twice.
+    The order is ``created_at`` then ``id``, both descending, so pages are stable. The
+    statements are built once, with ``limit``, ``offset`` and the filters' values as bound
+    parameters: building a statement of this shape costs more than running it on an index.
+    One statement reads the page and the exact total together, on the reads connection.
+    Without filters the total is the trigger-kept row count in ``table_counts``. With filters
+    the matches are a CTE that both the count and the page use, so an expensive filter such as
+    a trigram search runs once per request, not twice.
     """
-    if not filters:
-        total = db.session.scalar(
-            select(TableCount.row_count).where(TableCount.table_name == model.__tablename__)
-        )
-        query = select(model).order_by(model.created_at.desc(), model.id.desc())
-        items = db.session.scalars(query.limit(limit).offset(offset)).all()
+
+    def __init__(
+        self, columns: Sequence[Column], filters: Sequence[ColumnElement[bool]] = ()
+    ) -> None:
+        table = columns[0].table
+        limit, offset = bindparam("limit", type_=Integer), bindparam("offset", type_=Integer)
+        if filters:
+            matches = select(table.c.id, table.c.created_at).where(*filters).cte("matches")
+            self.total = select(func.count()).select_from(matches)
+            page = (
+                select(matches.c.id, matches.c.created_at)
+                .order_by(matches.c.created_at.desc(), matches.c.id.desc())
+                .limit(limit)
+                .offset(offset)
+                .subquery("page")
+            )
+            self.rows = (
+                select(*columns, self.total.scalar_subquery().label(TOTAL))
+                .join_from(table, page, table.c.id == page.c.id)
+                .order_by(page.c.created_at.desc(), page.c.id.desc())
+            )
+        else:
+            self.total = select(TableCount.row_count).where(TableCount.table_name == table.name)
+            self.rows = (
+                select(*columns, self.total.scalar_subquery().label(TOTAL))
+                .order_by(table.c.created_at.desc(), table.c.id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+        self.names = [column.key for column in columns]
+
+    def fetch(self, limit: int, offset: int, **params: Any) -> dict[str, Any]:
+        """The page envelope; ``params`` are the values the filters bind."""
+        with read_connection() as connection:
+            rows = (
+                connection.execute(self.rows, {"limit": limit, "offset": offset, **params})
+                .mappings()
+                .all()
+            )
+            # A page past the end has no row to carry the total: count on its own.
+            total = rows[0][TOTAL] if rows else connection.scalar(self.total, params)
+        items = [{name: row[name] for name in self.names} for row in rows]
         return {"items": items, "total": total, "limit": limit, "offset": offset}
-    matches = select(model.id, model.created_at).where(*filters).cte("matches")
-    page = (
-        select(matches.c.id, matches.c.created_at)
-        .order_by(matches.c.created_at.desc(), matches.c.id.desc())
-        .limit(limit)
-        .offset(offset)
-        .subquery("page")
-    )
-    count = select(func.count()).select_from(matches)
-    rows = db.session.execute(
-        select(model, count.scalar_subquery())
-        .join(page, model.id == page.c.id)
-        .order_by(page.c.created_at.desc(), page.c.id.desc())
-    ).all()
-    # A page past the end has no row to carry the total: count on its own.
-    total = rows[0][1] if rows else db.session.scalar(count)
-    return {"items": [row[0] for row in rows], "total": total, "limit": limit, "offset": offset}

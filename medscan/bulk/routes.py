@@ -29,7 +29,7 @@ from medscan.bulk.studies import BulkResult, process_archive
 from medscan.errors import json_error
 from medscan.extensions import db
 from medscan.models import BulkRun, BulkRunItem, BulkRunSkippedFile, utcnow
-from medscan.paging import paginate
+from medscan.paging import PageQuery
 from medscan.schemas import IdSchema
 from medscan.uploads import client_file_name, receive_uploads_into
 
@@ -38,6 +38,7 @@ bp = Blueprint("bulk", __name__, url_prefix="/api/bulk-runs", description="Bulk 
 NOT_FOUND = "Run not found"
 ONLY_ZIP = "Only .zip is accepted"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+ALL_RUNS = PageQuery(list(BulkRun.__table__.c))
 
 
 @bp.before_request
@@ -87,7 +88,9 @@ class BulkRunCollection(MethodView):
     @bp.response(200, BulkRunPageSchema)
     def get(self, args: dict):
         """List runs (without their rows), newest first."""
-        return paginate(BulkRun, [], args["limit"], args["offset"])
+        page = ALL_RUNS.fetch(args["limit"], args["offset"])
+        # Unsaved model objects dump ``model`` ({name, version, threshold}) as a run does.
+        return {**page, "items": [BulkRun(**run) for run in page["items"]]}
 
     @bp.arguments(BulkUploadSchema, location="multipart")
     @bp.response(201, IdSchema)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 from flask.views import MethodView
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from medscan.api import Blueprint, get_or_404, location_of
 from medscan.extensions import db
 from medscan.models import Patient, Scan, fold_for_search
-from medscan.paging import paginate
+from medscan.paging import PageQuery
 from medscan.patients.schemas import (
     PatientCreateSchema,
     PatientPageSchema,
@@ -16,12 +18,35 @@ from medscan.patients.schemas import (
     PatientSchema,
     PatientUpdateSchema,
 )
+from medscan.reads import columns_for, read_one_or_404
 from medscan.schemas import IdSchema
 from medscan.storage import scan_storage
 
 bp = Blueprint("patients", __name__, url_prefix="/api/v1/patients", description="Patients")
 
 NOT_FOUND = "Patient not found"
+
+PATIENT_COLUMNS = columns_for(PatientSchema, Patient.__table__)
+PATIENT_BY_ID = select(*PATIENT_COLUMNS).where(Patient.id == bindparam("id"))
+ALL_PATIENTS = PageQuery(PATIENT_COLUMNS)
+# LIKE's escape character: ``%`` and ``_`` in a search word match literally.
+ESCAPE = "/"
+
+
+@functools.lru_cache(maxsize=32)
+def name_search(words: int) -> PageQuery:
+    """Pages of patients whose folded names contain every one of ``words`` bound words."""
+    return PageQuery(
+        PATIENT_COLUMNS,
+        [Patient.search_name.like(bindparam(f"word{i}"), escape=ESCAPE) for i in range(words)],
+    )
+
+
+def contains_pattern(word: str) -> str:
+    """The LIKE pattern matching ``word`` anywhere, its wildcards taken literally."""
+    for special in (ESCAPE, "%", "_"):
+        word = word.replace(special, ESCAPE + special)
+    return f"%{word}%"
 
 
 @bp.route("")
@@ -33,8 +58,9 @@ class PatientCollection(MethodView):
     def get(self, args: dict):
         """List patients, newest first, optionally searched by name."""
         words = fold_for_search(args["q"]).split()
-        filters = [Patient.search_name.contains(word, autoescape=True) for word in words]
-        return paginate(Patient, filters, args["limit"], args["offset"])
+        query = name_search(len(words)) if words else ALL_PATIENTS
+        patterns = {f"word{i}": contains_pattern(word) for i, word in enumerate(words)}
+        return query.fetch(args["limit"], args["offset"], **patterns)
 
     @bp.arguments(PatientCreateSchema)
     @bp.response(201, IdSchema, headers={"Location": {"schema": {"type": "string"}}})
@@ -53,7 +79,7 @@ class PatientItem(MethodView):
     @bp.response(200, PatientSchema)
     def get(self, patient_id: str):
         """Get a patient."""
-        return get_or_404(Patient, patient_id, NOT_FOUND)
+        return read_one_or_404(PATIENT_BY_ID, patient_id, NOT_FOUND)
 
     @bp.arguments(PatientUpdateSchema)
     @bp.response(200, PatientSchema)

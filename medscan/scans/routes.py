@@ -6,6 +6,7 @@ import uuid
 
 from flask import abort, current_app, request, send_file
 from flask.views import MethodView
+from sqlalchemy import bindparam, select
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -14,7 +15,8 @@ from medscan.api import Blueprint, content_disposition, get_or_404, location_of
 from medscan.errors import json_error
 from medscan.extensions import db
 from medscan.models import Patient, Scan, utcnow
-from medscan.paging import paginate
+from medscan.paging import PageQuery
+from medscan.reads import columns_for, read_one_or_404
 from medscan.scans.content import ZIP, UnsupportedContent, classify
 from medscan.scans.schemas import (
     AnalyzeResponseSchema,
@@ -33,6 +35,11 @@ bp = Blueprint("scans", __name__, url_prefix="/api", description="Scans")
 
 NOT_FOUND = "Scan not found"
 UNSUPPORTED = "Unsupported Media Type"
+
+SCAN_COLUMNS = columns_for(ScanSchema, Scan.__table__)
+SCAN_BY_ID = select(*SCAN_COLUMNS).where(Scan.id == bindparam("id"))
+ALL_SCANS = PageQuery(SCAN_COLUMNS)
+SCANS_OF_PATIENT = PageQuery(SCAN_COLUMNS, [Scan.patient_id == bindparam("patient_id")])
 
 
 @bp.before_request
@@ -57,8 +64,10 @@ class ScanCollection(MethodView):
     @bp.response(200, ScanPageSchema)
     def get(self, args: dict):
         """List scans, newest first, optionally of one patient."""
-        filters = [Scan.patient_id == args["patient_id"]] if "patient_id" in args else []
-        return paginate(Scan, filters, args["limit"], args["offset"])
+        if "patient_id" in args:
+            patient_id = args["patient_id"]
+            return SCANS_OF_PATIENT.fetch(args["limit"], args["offset"], patient_id=patient_id)
+        return ALL_SCANS.fetch(args["limit"], args["offset"])
 
     @bp.arguments(ScanUploadSchema, location="multipart")
     @bp.response(201, IdSchema, headers={"Location": {"schema": {"type": "string"}}})
@@ -109,7 +118,7 @@ class ScanItem(MethodView):
     @bp.response(200, ScanSchema)
     def get(self, scan_id: str):
         """Get a scan's metadata."""
-        return get_or_404(Scan, scan_id, NOT_FOUND)
+        return read_one_or_404(SCAN_BY_ID, scan_id, NOT_FOUND)
 
     @bp.arguments(ScanUpdateSchema)
     @bp.response(200, ScanSchema)
