@@ -106,15 +106,19 @@ class TimestampMixin:
 
 
 class TableCount(db.Model):
-    """The exact row count of a table, kept by database triggers (see migration 0005).
+    """The exact row count and a version of a table, kept by database triggers.
 
-    An unfiltered list answers its exact ``total`` from here instead of counting a million rows.
+    An unfiltered list answers its exact ``total`` from here instead of counting a million rows
+    (migration 0005). The version is a random number redrawn by every statement that inserts,
+    deletes or changes searched columns (migration 0006): while it stays the same, a search's
+    total stays exact.
     """
 
     __tablename__ = "table_counts"
 
     table_name: Mapped[str] = mapped_column(String(63), primary_key=True)
     row_count: Mapped[int] = mapped_column(BigInteger())
+    version: Mapped[int] = mapped_column(BigInteger(), server_default="0")
 
 
 class Patient(TimestampMixin, db.Model):

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 import marshmallow as ma
-from sqlalchemy import Column, ColumnElement, Integer, bindparam, func, select
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Integer,
+    RowMapping,
+    Select,
+    bindparam,
+    func,
+    select,
+)
 
 from medscan.models import TableCount
 from medscan.reads import read_connection
@@ -15,6 +27,8 @@ MAX_LIMIT = 100
 MAX_OFFSET = 2**31 - 1
 # The label of the total carried on every row of a page.
 TOTAL = "total_matches"
+# The label of the table's version (see SearchPageQuery).
+VERSION = "table_version"
 
 
 class PageArgsSchema(ma.Schema):
@@ -56,18 +70,17 @@ class PageQuery:
     def __init__(
         self, columns: Sequence[Column], filters: Sequence[ColumnElement[bool]] = ()
     ) -> None:
-        table = columns[0].table
-        limit, offset = bindparam("limit", type_=Integer), bindparam("offset", type_=Integer)
+        self.table = table = columns[0].table
+        self.names = [column.key for column in columns]
+        self.newest_first = (table.c.created_at.desc(), table.c.id.desc())
         if filters:
             matches = select(table.c.id, table.c.created_at).where(*filters).cte("matches")
             self.total = select(func.count()).select_from(matches)
-            page = (
-                select(matches.c.id, matches.c.created_at)
-                .order_by(matches.c.created_at.desc(), matches.c.id.desc())
-                .limit(limit)
-                .offset(offset)
-                .subquery("page")
-            )
+            page = paged(
+                select(matches.c.id, matches.c.created_at).order_by(
+                    matches.c.created_at.desc(), matches.c.id.desc()
+                )
+            ).subquery("page")
             self.rows = (
                 select(*columns, self.total.scalar_subquery().label(TOTAL))
                 .join_from(table, page, table.c.id == page.c.id)
@@ -75,23 +88,91 @@ class PageQuery:
             )
         else:
             self.total = select(TableCount.row_count).where(TableCount.table_name == table.name)
-            self.rows = (
-                select(*columns, self.total.scalar_subquery().label(TOTAL))
-                .order_by(table.c.created_at.desc(), table.c.id.desc())
-                .limit(limit)
-                .offset(offset)
+            self.rows = paged(
+                select(*columns, self.total.scalar_subquery().label(TOTAL)).order_by(
+                    *self.newest_first
+                )
             )
-        self.names = [column.key for column in columns]
 
     def fetch(self, limit: int, offset: int, **params: Any) -> dict[str, Any]:
         """The page envelope; ``params`` are the values the filters bind."""
         with read_connection() as connection:
-            rows = (
-                connection.execute(self.rows, {"limit": limit, "offset": offset, **params})
-                .mappings()
-                .all()
-            )
+            rows = self.read(connection, self.rows, limit, offset, params)
             # A page past the end has no row to carry the total: count on its own.
             total = rows[0][TOTAL] if rows else connection.scalar(self.total, params)
+        return self.envelope(rows, total, limit, offset)
+
+    @staticmethod
+    def read(
+        connection: Connection, statement: Select, limit: int, offset: int, params: dict
+    ) -> Sequence[RowMapping]:
+        """The rows of a paged statement."""
+        return (
+            connection.execute(statement, {"limit": limit, "offset": offset, **params})
+            .mappings()
+            .all()
+        )
+
+    def envelope(
+        self, rows: Sequence[RowMapping], total: int, limit: int, offset: int
+    ) -> dict[str, Any]:
+        """``{items, total, limit, offset}``, each item holding only ``columns``."""
         items = [{name: row[name] for name in self.names} for row in rows]
         return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+class SearchPageQuery(PageQuery):
+    """A filtered ``PageQuery`` that remembers each search's exact total while it stays exact.
+
+    Counting every match of a common word reads tens of thousands of rows; its page does not
+    (newest first on the ``created_at`` index, it stops after ``limit`` matches). The total of
+    each set of filter values is remembered, per process for the ``size`` most recent ones,
+    with the table's version (``table_counts.version``) it was counted at. A later page that
+    reads the same version, in the same statement as its rows, reuses the total: no insert,
+    delete or change of a searched column has committed since, so the count is unchanged.
+    Any other version counts again, in one statement with the page as ``PageQuery`` does.
+    Versions are random, so one seen in another database (or before a restore) never matches.
+    """
+
+    def __init__(
+        self, columns: Sequence[Column], filters: Sequence[ColumnElement[bool]], size: int = 1024
+    ) -> None:
+        super().__init__(columns, filters)
+        self.version = select(TableCount.version).where(TableCount.table_name == self.table.name)
+        version = self.version.scalar_subquery().label(VERSION)
+        self.rows = self.rows.add_columns(version)
+        self.total = select(self.total.scalar_subquery().label(TOTAL), version)
+        self.page = paged(select(*columns, version).where(*filters).order_by(*self.newest_first))
+        self.size = size
+        self.remembered: OrderedDict[tuple, tuple[int, int]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def fetch(self, limit: int, offset: int, **params: Any) -> dict[str, Any]:
+        """The page envelope, counting only when the table changed since the last count."""
+        key = tuple(sorted(params.items()))
+        with self.lock:
+            remembered = self.remembered.get(key)
+        with read_connection() as connection:
+            if remembered is not None:
+                rows = self.read(connection, self.page, limit, offset, params)
+                version = rows[0][VERSION] if rows else connection.scalar(self.version)
+                if version == remembered[0]:
+                    return self.envelope(rows, remembered[1], limit, offset)
+            rows = self.read(connection, self.rows, limit, offset, params)
+            if rows:
+                total, version = rows[0][TOTAL], rows[0][VERSION]
+            else:
+                total, version = connection.execute(self.total, params).one()
+        with self.lock:
+            self.remembered[key] = (version, total)
+            self.remembered.move_to_end(key)
+            if len(self.remembered) > self.size:
+                self.remembered.popitem(last=False)
+        return self.envelope(rows, total, limit, offset)
+
+
+def paged(statement: Select) -> Select:
+    """``statement`` with ``LIMIT :limit OFFSET :offset``."""
+    return statement.limit(bindparam("limit", type_=Integer)).offset(
+        bindparam("offset", type_=Integer)
+    )

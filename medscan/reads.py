@@ -14,7 +14,7 @@ from typing import Any
 
 import marshmallow as ma
 from flask import abort
-from sqlalchemy import Column, Connection, Executable, RowMapping, Table
+from sqlalchemy import Column, Connection, Engine, Executable, RowMapping, Table
 from sqlalchemy.engine import make_url
 
 from medscan.api import parse_uuid
@@ -30,9 +30,14 @@ def reads_binds(database_uri: str) -> dict[str, dict[str, Any]]:
     return {READS_BIND: {"url": database_uri, "isolation_level": "AUTOCOMMIT"}}
 
 
+def reads_engine() -> Engine:
+    """The engine reads go through: the ``reads`` bind, or the default engine without one."""
+    return db.engines.get(READS_BIND, db.engine)
+
+
 def read_connection() -> Connection:
     """A pooled connection for reads; use it as a context manager."""
-    return db.engines.get(READS_BIND, db.engine).connect()
+    return reads_engine().connect()
 
 
 def columns_for(schema: type[ma.Schema], table: Table) -> list[Column]:

@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, select
 from medscan.api import Blueprint, get_or_404, location_of
 from medscan.extensions import db
 from medscan.models import Patient, Scan, fold_for_search
-from medscan.paging import PageQuery
+from medscan.paging import PageQuery, SearchPageQuery
 from medscan.patients.schemas import (
     PatientCreateSchema,
     PatientPageSchema,
@@ -34,9 +34,9 @@ ESCAPE = "/"
 
 
 @functools.lru_cache(maxsize=32)
-def name_search(words: int) -> PageQuery:
+def name_search(words: int) -> SearchPageQuery:
     """Pages of patients whose folded names contain every one of ``words`` bound words."""
-    return PageQuery(
+    return SearchPageQuery(
         PATIENT_COLUMNS,
         [Patient.search_name.like(bindparam(f"word{i}"), escape=ESCAPE) for i in range(words)],
     )

@@ -6,9 +6,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import event, update
 
 from medscan.extensions import db
 from medscan.models import Patient
+from medscan.reads import reads_engine
 from tests.test_errors import assert_json_error
 
 URL = "/api/v1/patients"
@@ -226,6 +228,56 @@ def test_blank_search_means_no_filter_and_total_counts_matches(client, app):
     assert past["total"] == 30 and past["items"] == []  # the total survives an empty page
     none = client.get(URL, query_string={"q": "nobody-by-that-name"}).get_json()
     assert none["total"] == 0 and none["items"] == []
+
+
+def search_total(client, q: str) -> int:
+    response = client.get(URL, query_string={"q": q, "limit": 1})
+    assert response.status_code == 200
+    return response.get_json()["total"]
+
+
+def test_remembered_search_totals_follow_every_kind_of_write(client, app):
+    ids = add_patients(app, [("Ivan", "Petrov"), ("Ivana", "Sidorova"), ("Petr", "Ivanov")])
+    assert search_total(client, "ivan") == 3
+    assert search_total(client, "ivan") == 3  # remembered
+    create(client, "Ivanka", "Novak")
+    assert search_total(client, "ivan") == 4
+    client.put(f"{URL}/{ids[0]}", json={"first_name": "Oleg"})  # renamed out of the results
+    assert search_total(client, "ivan") == 3
+    client.put(f"{URL}/{ids[2]}", json={"description": "no name change"})
+    assert search_total(client, "ivan") == 3
+    assert client.delete(f"{URL}/{ids[1]}").status_code == 204
+    assert search_total(client, "ivan") == 2
+    with app.app_context():  # a write from outside the service (a script, psql) counts too
+        db.session.execute(
+            update(Patient).where(Patient.id == uuid.UUID(ids[2])).values(search_name="nobody")
+        )
+        db.session.commit()
+    assert search_total(client, "ivan") == 1
+    assert search_total(client, "ivan") == 1
+
+
+def test_a_repeated_search_is_not_counted_again_until_patients_change(client, app):
+    add_patients(app, [("Anna", f"Karenina{i}") for i in range(3)])
+    with app.app_context():
+        engine = reads_engine()
+    counts = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        counts.append("count(" in statement.lower())
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for expected in (True, False, False):
+            counts.clear()
+            assert search_total(client, "karenina") == 3
+            assert any(counts) is expected, counts
+        create(client, "Anna", "Karenina3")
+        counts.clear()
+        assert search_total(client, "karenina") == 4
+        assert any(counts)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 # --- update ---------------------------------------------------------------------------------
