@@ -12,17 +12,19 @@ prints one row per scenario and count: requests/s, p50, p95, p99, errors. The ba
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import psycopg2
@@ -30,7 +32,32 @@ import psycopg2
 ROOT = Path(__file__).resolve().parent.parent
 LUA = ROOT / "bench" / "wrk" / "paths.lua"
 COMMON_TERMS = ("иванов", "smith", "петрова", "иван", "сергей")
+WRITES_PER_SECOND = 10
 MULTI_WORD = ("иван иванов", "анна смирнова", "john smith", "пётр петров")
+
+
+@contextmanager
+def renaming(base: str, patient_path: str, per_second: int):
+    """Rename one patient ``per_second`` times a second until the block ends."""
+    stop = threading.Event()
+
+    def rename() -> None:
+        for turn in itertools.count():
+            if stop.wait(1 / per_second):
+                return
+            body = json.dumps({"first_name": f"Переименован{turn % 2}"}).encode()
+            request = urllib.request.Request(
+                base + patient_path, body, {"Content-Type": "application/json"}, method="PUT"
+            )
+            urllib.request.urlopen(request, timeout=10).close()
+
+    writer = threading.Thread(target=rename, daemon=True)
+    writer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        writer.join()
 
 
 @contextmanager
@@ -103,6 +130,11 @@ def sample(url: str, count: int, seed: int) -> dict[str, list[str]]:
         ],
         "search_rare": [f"/api/v1/patients?q={quote(term)}" for term in rare],
         "search_common": [f"/api/v1/patients?q={quote(term)}" for term in COMMON_TERMS],
+        # The same searches while another client renames a patient WRITES_PER_SECOND times a
+        # second: every rename redraws the table's version, so remembered totals keep expiring.
+        "search_common_while_writing": [
+            f"/api/v1/patients?q={quote(term)}" for term in COMMON_TERMS
+        ],
         "search_multi_word": [f"/api/v1/patients?q={quote(term)}" for term in MULTI_WORD],
         "search_2_chars": [f"/api/v1/patients?q={quote(term)}" for term in ("ив", "ов", "sm")],
         "scans_of_patient": [f"/api/v1/scans?patient_id={i}" for i in with_scans],
@@ -181,7 +213,13 @@ def main() -> None:
                     if scenario == "delete"
                     else paths[scenario]
                 )
-                summary = wrk(base, targets, clients, args.seconds, method, body)
+                writes = (
+                    renaming(medscan, paths["update"][0], WRITES_PER_SECOND)
+                    if scenario.endswith("while_writing")
+                    else nullcontext()
+                )
+                with writes:
+                    summary = wrk(base, targets, clients, args.seconds, method, body)
                 results.append({"scenario": scenario, "clients": clients, **summary})
                 print(json.dumps(results[-1]), flush=True)
     print("\n| scenario | clients | req/s | p50 ms | p95 ms | p99 ms | errors | non-2xx |")

@@ -130,7 +130,9 @@ class SearchPageQuery(PageQuery):
     with the table's version (``table_counts.version``) it was counted at. A later page that
     reads the same version, in the same statement as its rows, reuses the total: no insert,
     delete or change of a searched column has committed since, so the count is unchanged.
-    Any other version counts again, in one statement with the page as ``PageQuery`` does.
+    Any other version counts again (the count and its version in one statement), so a search
+    the table has changed under costs what it did before: its page plus its count. A search
+    never seen counts in one statement with its page, as ``PageQuery`` does.
     Versions are random, so one seen in another database (or before a restore) never matches.
     """
 
@@ -153,16 +155,18 @@ class SearchPageQuery(PageQuery):
         with self.lock:
             remembered = self.remembered.get(key)
         with read_connection() as connection:
-            if remembered is not None:
+            if remembered is None:
+                rows = self.read(connection, self.rows, limit, offset, params)
+                if rows:
+                    total, version = rows[0][TOTAL], rows[0][VERSION]
+                else:
+                    total, version = connection.execute(self.total, params).one()
+            else:
                 rows = self.read(connection, self.page, limit, offset, params)
                 version = rows[0][VERSION] if rows else connection.scalar(self.version)
-                if version == remembered[0]:
-                    return self.envelope(rows, remembered[1], limit, offset)
-            rows = self.read(connection, self.rows, limit, offset, params)
-            if rows:
-                total, version = rows[0][TOTAL], rows[0][VERSION]
-            else:
-                total, version = connection.execute(self.total, params).one()
+                total = remembered[1]
+                if version != remembered[0]:
+                    total, version = connection.execute(self.total, params).one()
         with self.lock:
             self.remembered[key] = (version, total)
             self.remembered.move_to_end(key)

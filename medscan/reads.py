@@ -3,7 +3,8 @@
 On PostgreSQL the ``reads`` bind is a second engine in autocommit mode. A statement there runs
 on its own snapshot, as it would under READ COMMITTED inside a transaction, without the BEGIN
 and ROLLBACK round trips around it and without the ORM session's per-request bookkeeping.
-An endpoint that reads through it answers from one statement, so it never mixes two snapshots.
+Where two values must agree (a page and its total, a total and the version it was counted at)
+one statement reads both.
 Writes keep ``db.session`` and its transactions. SQLite needs no second engine: its driver
 starts no transaction for a SELECT.
 """

@@ -84,7 +84,7 @@ def run_archive(archive: Path, file_name: str) -> BulkResult:
 class BulkRunCollection(MethodView):
     """Bulk runs."""
 
-    @bp.arguments(BulkRunQuerySchema, location="query")
+    @bp.arguments(BulkRunQuerySchema(), location="query")
     @bp.response(200, BulkRunPageSchema)
     def get(self, args: dict):
         """List runs (without their rows), newest first."""
@@ -92,7 +92,7 @@ class BulkRunCollection(MethodView):
         # Unsaved model objects dump ``model`` ({name, version, threshold}) as a run does.
         return {**page, "items": [BulkRun(**run) for run in page["items"]]}
 
-    @bp.arguments(BulkUploadSchema, location="multipart")
+    @bp.arguments(BulkUploadSchema(), location="multipart")
     @bp.response(201, IdSchema)
     @bp.alt_response(413, description="Body over MEDSCAN_MAX_BULK_MB, or over an unpack limit")
     @bp.alt_response(503, description="Not enough disk space to unpack (see Retry-After)")

@@ -53,7 +53,7 @@ def contains_pattern(word: str) -> str:
 class PatientCollection(MethodView):
     """The list of patients."""
 
-    @bp.arguments(PatientQuerySchema, location="query")
+    @bp.arguments(PatientQuerySchema(), location="query")
     @bp.response(200, PatientPageSchema)
     def get(self, args: dict):
         """List patients, newest first, optionally searched by name."""
@@ -62,7 +62,7 @@ class PatientCollection(MethodView):
         patterns = {f"word{i}": contains_pattern(word) for i, word in enumerate(words)}
         return query.fetch(args["limit"], args["offset"], **patterns)
 
-    @bp.arguments(PatientCreateSchema)
+    @bp.arguments(PatientCreateSchema())
     @bp.response(201, IdSchema, headers={"Location": {"schema": {"type": "string"}}})
     def post(self, data: dict):
         """Create a patient."""
@@ -81,7 +81,7 @@ class PatientItem(MethodView):
         """Get a patient."""
         return read_one_or_404(PATIENT_BY_ID, patient_id, NOT_FOUND)
 
-    @bp.arguments(PatientUpdateSchema)
+    @bp.arguments(PatientUpdateSchema())
     @bp.response(200, PatientSchema)
     def put(self, data: dict, patient_id: str):
         """Change any of the names and the description."""

@@ -60,7 +60,7 @@ def scan_too_large(error: RequestEntityTooLarge):
 class ScanCollection(MethodView):
     """The list of scans."""
 
-    @bp.arguments(ScanQuerySchema, location="query")
+    @bp.arguments(ScanQuerySchema(), location="query")
     @bp.response(200, ScanPageSchema)
     def get(self, args: dict):
         """List scans, newest first, optionally of one patient."""
@@ -69,7 +69,7 @@ class ScanCollection(MethodView):
             return SCANS_OF_PATIENT.fetch(args["limit"], args["offset"], patient_id=patient_id)
         return ALL_SCANS.fetch(args["limit"], args["offset"])
 
-    @bp.arguments(ScanUploadSchema, location="multipart")
+    @bp.arguments(ScanUploadSchema(), location="multipart")
     @bp.response(201, IdSchema, headers={"Location": {"schema": {"type": "string"}}})
     @bp.alt_response(404, description="Patient not found")
     @bp.alt_response(
@@ -120,7 +120,7 @@ class ScanItem(MethodView):
         """Get a scan's metadata."""
         return read_one_or_404(SCAN_BY_ID, scan_id, NOT_FOUND)
 
-    @bp.arguments(ScanUpdateSchema)
+    @bp.arguments(ScanUpdateSchema())
     @bp.response(200, ScanSchema)
     def put(self, data: dict, scan_id: str):
         """Change a scan's description."""

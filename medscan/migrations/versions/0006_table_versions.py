@@ -4,6 +4,12 @@ A search can then remember its exact total and reuse it while the version stays 
 version is random, not a counter, so a version seen in one database never vouches for another
 (a database recreated or restored from a backup under the same URL draws new ones).
 
+With its total remembered, a search costs its page alone, and the page's plan depends on how
+many rows PostgreSQL expects the words to match. With the default statistics (100 values) it
+expected 100 rows for ``иванов`` (5,250 at a million patients) and sorted every match instead of
+walking ``created_at`` newest first: 40 ms instead of 6. 1,000 values estimate such words within
+a factor of two.
+
 Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-29
@@ -20,6 +26,7 @@ depends_on = None
 COUNTED = ("patients", "scans", "bulk_runs")
 # Updates of these columns change search results too (patients are searched by search_name).
 SEARCHED = {"patients": "search_name"}
+SEARCH_STATISTICS = 1000
 # Draws a new random version (63 bits), by dialect.
 NEW_VERSION = {
     "postgresql": "version = (random() * 9.2e18)::bigint",
@@ -102,13 +109,16 @@ def upgrade():
             f"CREATE TRIGGER {table}_count_update AFTER UPDATE OF {column} ON {table} "
             f"FOR EACH STATEMENT EXECUTE FUNCTION medscan_count_rows()"
         )
+        op.execute(f"ALTER TABLE {table} ALTER COLUMN {column} SET STATISTICS {SEARCH_STATISTICS}")
+        op.execute(f"ANALYZE {table} ({column})")
 
 
 def downgrade():
     postgres = op.get_context().dialect.name == "postgresql"
     if postgres:
-        for table in SEARCHED:
+        for table, column in SEARCHED.items():
             op.execute(f"DROP TRIGGER {table}_count_update ON {table}")
+            op.execute(f"ALTER TABLE {table} ALTER COLUMN {column} SET STATISTICS -1")
         op.execute(postgres_function(versioned=False))
     else:
         # SQLite copies table_counts to drop a column: no trigger may name it meanwhile.
