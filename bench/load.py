@@ -189,6 +189,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--scenarios", default="", help="comma-separated subset")
     parser.add_argument("--sample", type=int, default=20_000)
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat every cell, interleaved, this many times"
+    )
     args = parser.parse_args()
     paths = sample(args.database_url, args.sample, seed=7)
     wanted = [s for s in args.scenarios.split(",") if s] or [s for s in paths if paths[s]]
@@ -204,36 +207,40 @@ def main() -> None:
         gunicorn("wsgi:app", 8101, env) as medscan,
         gunicorn("bench.baseline_app:app", 8102, env) as baseline,
     ):
-        for clients in (int(c) for c in args.clients.split(",")):
-            for scenario in wanted:
-                base = baseline if scenario.startswith("baseline") else medscan
-                method, body = BODIES.get(scenario, ("GET", None))
-                targets = (
-                    delete_paths(args.database_url, args.sample)
-                    if scenario == "delete"
-                    else paths[scenario]
-                )
-                writes = (
-                    renaming(medscan, paths["update"][0], WRITES_PER_SECOND)
-                    if scenario.endswith("while_writing")
-                    else nullcontext()
-                )
-                with writes:
-                    summary = wrk(base, targets, clients, args.seconds, method, body)
-                results.append({"scenario": scenario, "clients": clients, **summary})
-                print(json.dumps(results[-1]), flush=True)
-    print("\n| scenario | clients | req/s | p50 ms | p95 ms | p99 ms | errors | non-2xx |")
-    print("|---|---|---|---|---|---|---|---|")
+        for clients, turn, scenario in itertools.product(
+            [int(c) for c in args.clients.split(",")], range(args.rounds), wanted
+        ):
+            base = baseline if scenario.startswith("baseline") else medscan
+            method, body = BODIES.get(scenario, ("GET", None))
+            targets = (
+                delete_paths(args.database_url, args.sample)
+                if scenario == "delete"
+                else paths[scenario]
+            )
+            writes = (
+                renaming(medscan, paths["update"][0], WRITES_PER_SECOND)
+                if scenario.endswith("while_writing")
+                else nullcontext()
+            )
+            with writes:
+                summary = wrk(base, targets, clients, args.seconds, method, body)
+            results.append({"scenario": scenario, "clients": clients, "round": turn, **summary})
+            print(json.dumps(results[-1]), flush=True)
+    print("\n| scenario | clients | round | req/s | p50 ms | p95 ms | p99 ms | errors | non-2xx |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
-            f"| {r['scenario']} | {r['clients']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | "
-            f"{r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['non2xx']} |"
+            f"| {r['scenario']} | {r['clients']} | {r['round']} | {r['rps']:.0f} | "
+            f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | "
+            f"{r['non2xx']} |"
         )
-    for clients in {r["clients"] for r in results}:
-        by = {r["scenario"]: r for r in results if r["clients"] == clients}
+    for clients, turn in sorted({(r["clients"], r["round"]) for r in results}):
+        by = {r["scenario"]: r for r in results if (r["clients"], r["round"]) == (clients, turn)}
         if "get_by_id" in by and "baseline_get_by_id" in by:
             ratio = by["get_by_id"]["rps"] / by["baseline_get_by_id"]["rps"]
-            print(f"get_by_id throughput / baseline at {clients} clients: {ratio:.2f}")
+            print(
+                f"get_by_id throughput / baseline at {clients} clients, round {turn}: {ratio:.2f}"
+            )
 
 
 if __name__ == "__main__":
