@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -146,12 +147,13 @@ class SearchPageQuery(PageQuery):
         self.total = select(self.total.scalar_subquery().label(TOTAL), version)
         self.page = paged(select(*columns, version).where(*filters).order_by(*self.newest_first))
         self.size = size
-        self.remembered: OrderedDict[tuple, tuple[int, int]] = OrderedDict()
+        self.remembered: OrderedDict[bytes, tuple[int, int]] = OrderedDict()
         self.lock = threading.Lock()
 
     def fetch(self, limit: int, offset: int, **params: Any) -> dict[str, Any]:
         """The page envelope, counting only when the table changed since the last count."""
-        key = tuple(sorted(params.items()))
+        # A digest, not the words: a 500-character search must not pin 500 characters per entry.
+        key = hashlib.blake2b(repr(sorted(params.items())).encode(), digest_size=16).digest()
         with self.lock:
             remembered = self.remembered.get(key)
         with read_connection() as connection:

@@ -6,10 +6,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import bindparam, event, update
 
 from medscan.extensions import db
 from medscan.models import Patient
+from medscan.paging import SearchPageQuery
+from medscan.patients.routes import PATIENT_COLUMNS
 from medscan.reads import reads_engine
 from tests.test_errors import assert_json_error
 
@@ -278,6 +280,20 @@ def test_a_repeated_search_is_not_counted_again_until_patients_change(client, ap
         assert any(counts)
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+def test_remembered_totals_are_bounded_and_forget_the_oldest(app):
+    add_patients(app, [("Anna", "Karenina"), ("Anna", "Pavlova")])
+    query = SearchPageQuery(PATIENT_COLUMNS, [Patient.search_name.like(bindparam("word0"))], size=2)
+    with app.app_context():
+        for word in ("anna", "karenina", "pavlova"):
+            query.fetch(20, 0, word0=f"%{word}%")
+        assert len(query.remembered) == 2
+        counts = []
+        event.listen(reads_engine(), "before_cursor_execute", lambda *a: counts.append(a[2]))
+        assert query.fetch(20, 0, word0="%pavlova%")["total"] == 1  # remembered: no count
+        assert query.fetch(20, 0, word0="%anna%")["total"] == 2  # forgotten: counted again
+    assert ["count(" in statement.lower() for statement in counts] == [False, True]
 
 
 # --- update ---------------------------------------------------------------------------------
