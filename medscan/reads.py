@@ -43,7 +43,7 @@ def read_connection() -> Connection:
 
 def columns_for(schema: type[ma.Schema], table: Table) -> list[Column]:
     """The columns of ``table`` that ``schema`` dumps, so a read fetches nothing more."""
-    return [table.c[name] for name in schema._declared_fields if name in table.c]
+    return [table.c[name] for name in schema().fields if name in table.c]
 
 
 def read_one_or_404(statement: Executable, raw_id: str, message: str) -> RowMapping:
