@@ -131,9 +131,9 @@ class SearchPageQuery(PageQuery):
     with the table's version (``table_counts.version``) it was counted at. A later page that
     reads the same version, in the same statement as its rows, reuses the total: no insert,
     delete or change of a searched column has committed since, so the count is unchanged.
-    Any other version counts again (the count and its version in one statement), so a search
-    the table has changed under costs what it did before: its page plus its count. A search
-    never seen counts in one statement with its page, as ``PageQuery`` does.
+    Any other version, or a search never seen, reads its page and count in one statement, as
+    ``PageQuery`` does, so that the page and its total always agree. A search that the table
+    changed under pays for its page twice.
     Versions are random, so one seen in another database (or before a restore) never matches.
     """
 
@@ -157,24 +157,29 @@ class SearchPageQuery(PageQuery):
         with self.lock:
             remembered = self.remembered.get(key)
         with read_connection() as connection:
-            if remembered is None:
-                rows = self.read(connection, self.rows, limit, offset, params)
-                if rows:
-                    total, version = rows[0][TOTAL], rows[0][VERSION]
-                else:
-                    total, version = connection.execute(self.total, params).one()
-            else:
+            if remembered is not None:
                 rows = self.read(connection, self.page, limit, offset, params)
                 version = rows[0][VERSION] if rows else connection.scalar(self.version)
-                total = remembered[1]
-                if version != remembered[0]:
-                    total, version = connection.execute(self.total, params).one()
+                if version == remembered[0]:
+                    self.remember(key, remembered)
+                    return self.envelope(rows, remembered[1], limit, offset)
+            # Never counted, or the table changed: the page and its count in one statement, so
+            # that they agree even while writes commit.
+            rows = self.read(connection, self.rows, limit, offset, params)
+            if rows:
+                version, total = rows[0][VERSION], rows[0][TOTAL]
+            else:
+                total, version = connection.execute(self.total, params).one()
+        self.remember(key, (version, total))
+        return self.envelope(rows, total, limit, offset)
+
+    def remember(self, key: bytes, version_and_total: tuple[int, int]) -> None:
+        """Keep the newest ``size`` totals, most recently used last."""
         with self.lock:
-            self.remembered[key] = (version, total)
+            self.remembered[key] = version_and_total
             self.remembered.move_to_end(key)
             if len(self.remembered) > self.size:
                 self.remembered.popitem(last=False)
-        return self.envelope(rows, total, limit, offset)
 
 
 def paged(statement: Select) -> Select:

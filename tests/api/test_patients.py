@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import bindparam, event, update
+from sqlalchemy import bindparam, delete, event, update
 
 from medscan.extensions import db
 from medscan.models import Patient
@@ -280,6 +280,30 @@ def test_a_repeated_search_is_not_counted_again_until_patients_change(client, ap
         assert any(counts)
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+def test_a_page_and_its_total_agree_when_a_write_commits_between_statements(client, app):
+    ids = add_patients(app, [("Anna", f"Karenina{i}") for i in range(3)])
+    assert search_total(client, "anna") == 3
+    create(client, "Anna", "Karenina3")  # the remembered total is now stale
+    with app.app_context():
+        engine = reads_engine()
+        writer = db.engine
+    deleted = []
+
+    def delete_two_when_counting(conn, cursor, statement, *args) -> None:
+        if "count(" in statement.lower() and not deleted:
+            deleted.append(True)
+            with writer.begin() as other:
+                other.execute(delete(Patient).where(Patient.id.in_(map(uuid.UUID, ids[:2]))))
+
+    event.listen(engine, "before_cursor_execute", delete_two_when_counting)
+    try:
+        body = client.get(URL, query_string={"q": "anna", "limit": 100}).get_json()
+    finally:
+        event.remove(engine, "before_cursor_execute", delete_two_when_counting)
+    assert deleted
+    assert body["total"] == len(body["items"]) == 2
 
 
 def test_remembered_totals_are_bounded_and_forget_the_oldest(app):
