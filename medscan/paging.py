@@ -131,9 +131,9 @@ class SearchPageQuery(PageQuery):
     with the table's version (``table_counts.version``) it was counted at. A later page that
     reads the same version, in the same statement as its rows, reuses the total: no insert,
     delete or change of a searched column has committed since, so the count is unchanged.
-    Any other version, or a search never seen, reads its page and count in one statement, as
-    ``PageQuery`` does, so that the page and its total always agree. A search that the table
-    changed under pays for its page twice.
+    The version is read first, on its own: when it still matches, the page statement (which
+    reads the version again) runs alone. Any other version, or a search never seen, reads its
+    page and count in one statement, as ``PageQuery`` does, so that they always agree.
     Versions are random, so one seen in another database (or before a restore) never matches.
     """
 
@@ -157,10 +157,11 @@ class SearchPageQuery(PageQuery):
         with self.lock:
             remembered = self.remembered.get(key)
         with read_connection() as connection:
-            if remembered is not None:
+            # The version alone is one index lookup: a stale total costs no wasted page.
+            if remembered is not None and connection.scalar(self.version) == remembered[0]:
                 rows = self.read(connection, self.page, limit, offset, params)
-                version = rows[0][VERSION] if rows else connection.scalar(self.version)
-                if version == remembered[0]:
+                # The page carries the version too, in case a write committed in between.
+                if not rows or rows[0][VERSION] == remembered[0]:
                     self.remember(key, remembered)
                     return self.envelope(rows, remembered[1], limit, offset)
             # Never counted, or the table changed: the page and its count in one statement, so
