@@ -19,12 +19,19 @@ from medscan.config import database_url as normalize_database_url
 from medscan.extensions import db
 
 TEST_DATABASE_URL = os.environ.get("MEDSCAN_TEST_DATABASE_URL", "")
+# Test-run switches, not service settings: MEDSCAN_REQUIRE_TOOLS=1 (CI) turns a missing external
+# tool (dcmtk, 7z, mount...) from a skip into a failure.
+KEPT_VARIABLES = frozenset({"MEDSCAN_REQUIRE_TOOLS"})
 
 
 @pytest.fixture(scope="session", autouse=True)
 def clean_environment() -> Iterator[None]:
     """Settings of the developer's shell or ``.env`` must not leak into the tests."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith("MEDSCAN_") or k == "DATABASE_URL"}
+    saved = {
+        key: value
+        for key, value in os.environ.items()
+        if (key.startswith("MEDSCAN_") or key == "DATABASE_URL") and key not in KEPT_VARIABLES
+    }
     for key in saved:
         del os.environ[key]
     yield
