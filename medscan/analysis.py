@@ -50,7 +50,7 @@ def analyze_stored_scan(path: Path, content_kind: str, file_name: str) -> Analys
         "threshold": current_app.config["MEDSCAN_THRESHOLD"],
     }
     if content_kind != ZIP:
-        return analyze_files([path], **options)
+        return analyze_files([path], names={path: file_name}, **options)
     started = perf_counter()
     with work_dir(Path(current_app.config["MEDSCAN_WORK_DIR"])) as folder:
         try:
@@ -60,5 +60,5 @@ def analyze_stored_scan(path: Path, content_kind: str, file_name: str) -> Analys
         except ArchiveError as exc:
             row = ReportRow.failure(file_name, seconds=perf_counter() - started)
             return Analysis(row, None, exc.message)
-        files = [file.disk_path for unit in extraction.units for file in unit.files]
-        return analyze_files(files, **options)
+        names = {file.disk_path: file.path for unit in extraction.units for file in unit.files}
+        return analyze_files(names, names=names, **options)

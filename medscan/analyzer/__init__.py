@@ -7,27 +7,29 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import posixpath
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from medscan.analyzer.dicom import (
+from medscan.analyzer.headers import (
     DicomReadError,
     FileProblem,
+    Frame,
     Instance,
-    PixelDecodeError,
-    Series,
-    Study,
-    choose_series,
-    group_studies,
     is_dicom,
     read_instance,
     read_instances,
     read_stream_instance,
+    split_results,
+    try_read_instance,
 )
 from medscan.analyzer.model import Model, ModelLoadError, Prediction, StubModel, load_model
 from medscan.analyzer.report import FAILURE, REPORT_KEYS, SUCCESS, ReportRow, csv_safe
+from medscan.analyzer.series import LeftOut, Series, Study, choose_series, group_studies
+from medscan.analyzer.volume import PixelDecodeError
 
 __all__ = [
     "FAILURE",
@@ -36,7 +38,9 @@ __all__ = [
     "Analysis",
     "DicomReadError",
     "FileProblem",
+    "Frame",
     "Instance",
+    "LeftOut",
     "Model",
     "ModelLoadError",
     "PixelDecodeError",
@@ -55,6 +59,8 @@ __all__ = [
     "read_instance",
     "read_instances",
     "read_stream_instance",
+    "split_results",
+    "try_read_instance",
 ]
 
 
@@ -78,8 +84,10 @@ def analyze_study(study: Study, *, path_to_study: str, model: Model, threshold: 
     ``pathology`` is 1 iff the probability >= `threshold`. The result's ``extras`` hold
     ``model``, ``model_version`` and ``threshold`` followed by the model's own extras (which
     cannot override those three). ``time_of_processing`` is the wall time of this call plus
-    the header read time of the study's instances. Any exception from the model becomes a
-    Failure whose error is the exception type and message.
+    the header read time of the study's instances. Any exception from the model (a decoding
+    error from ``series.volume()`` included) becomes a Failure whose error is the exception
+    type and message. The study's left-out instances (see `Study.left_out`) are listed in
+    the extras as ``left_out`` ``[{"path", "reason"}]`` when there are any.
 
     Raises
     ------
@@ -98,7 +106,7 @@ def analyze_study(study: Study, *, path_to_study: str, model: Model, threshold: 
         return Analysis(row, None, error)
 
     if series is None:
-        largest = max(study.series, key=lambda s: len(s.instances), default=None)
+        largest = max(study.series, key=lambda s: s.images, default=None)
         problems = [i.pixel_problem for i in study.instances if i.pixel_problem]
         return failure(
             largest.series_uid if largest else "",
@@ -118,6 +126,8 @@ def analyze_study(study: Study, *, path_to_study: str, model: Model, threshold: 
     pathology = int(probability >= threshold)
     extras = {"model": model.name, "model_version": model.version, "threshold": threshold}
     extras.update((key, value) for key, value in prediction.extras.items() if key not in extras)
+    if left_out := study.left_out:
+        extras["left_out"] = [{"path": item.path, "reason": item.reason} for item in left_out]
     result = {
         "has_pathology": bool(pathology),
         "label": (prediction.finding or "abnormal") if pathology else "normal",
@@ -137,26 +147,36 @@ def analyze_study(study: Study, *, path_to_study: str, model: Model, threshold: 
 
 
 def analyze_files(
-    paths: Iterable[str | os.PathLike[str]], *, path_to_study: str, model: Model, threshold: float
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    path_to_study: str,
+    model: Model,
+    threshold: float,
+    names: Mapping[Path, str] | None = None,
 ) -> Analysis:
     """Analyse one scan: a single file or every file of an unpacked ZIP scan.
 
-    Files that are not DICOM are ignored. When the files hold several studies, the one whose
-    chosen series has the most complete instances is analysed (ties: lowest StudyInstanceUID);
-    when none has such a series, the study with the most instances (same tie rule) gives the
-    Failure row. No readable DICOM file at all is a Failure with empty UIDs.
+    `names` maps each path to its name in the scan (the entry name in a ZIP), which decides
+    folders, path order and the left-out list (default: the path). Files that are not DICOM
+    are ignored. When the files hold several studies, the one whose chosen series has the
+    most images is analysed (ties: most instances, then lowest StudyInstanceUID, then first
+    name); when none has such a series, the study with the most instances gives the Failure
+    row. No readable DICOM file at all is a Failure with empty UIDs.
     """
     started = perf_counter()
-    instances, problems = read_instances(paths)
+    instances, problems = read_instances(paths, names=names)
     studies = group_studies(instances)
     if not studies:
-        detail = f" ({problems[0].path.name}: {problems[0].reason})" if problems else ""
+        detail = (
+            f" ({posixpath.basename(problems[0].name)}: {problems[0].reason})" if problems else ""
+        )
         row = ReportRow.failure(path_to_study, seconds=perf_counter() - started)
         return Analysis(row, None, "no readable DICOM file" + detail)
 
-    def size(study: Study) -> tuple[int, int]:
+    def rank(study: Study) -> tuple[int, int, str, str]:
         chosen = choose_series(study)
-        return (len(chosen.instances) if chosen else 0, len(study.instances))
+        images = chosen.images if chosen else 0
+        return (-images, -len(study.instances), study.study_uid, study.instances[0].name)
 
-    study = min(studies, key=lambda s: (tuple(-n for n in size(s)), s.study_uid))
+    study = min(studies, key=rank)
     return analyze_study(study, path_to_study=path_to_study, model=model, threshold=threshold)

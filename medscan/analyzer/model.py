@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from numbers import Real
 from typing import Any, Protocol
 
-from medscan.analyzer.dicom import Series
+from medscan.analyzer.series import Series
 
 __all__ = ["Model", "ModelLoadError", "Prediction", "StubModel", "load_model"]
 

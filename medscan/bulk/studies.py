@@ -3,8 +3,10 @@
 A unit is a nested ZIP or the loose files of the archive; each DICOM study (StudyInstanceUID)
 of a unit makes one row. Files that are not DICOM are listed as skipped; files that claim to be
 DICOM but cannot be read, and entries that cannot be extracted, are listed as skipped when their
-folder holds files of a study that was read, else make one Failure row per folder. A nested ZIP
-that fails as a whole or holds no readable DICOM is one Failure row, its inner files not listed.
+folder holds files of a study that was read, else make one Failure row per folder. Instances
+left out of a study (duplicates, incomplete pixel data) are listed as skipped with their reason.
+A nested ZIP that fails as a whole or holds no readable DICOM is one Failure row, its inner
+files not listed.
 No Flask here: the HTTP route and the offline CLI both use this module.
 """
 
@@ -24,8 +26,9 @@ from medscan.analyzer import (
     Study,
     analyze_study,
     group_studies,
+    split_results,
+    try_read_instance,
 )
-from medscan.analyzer.dicom import split_results, try_read_instance
 from medscan.bulk.archive import (
     ExtractedFile,
     Skipped,
@@ -104,7 +107,7 @@ def process_archive(
         reads: dict[Path, Future[Instance | FileProblem]] = {}
 
         def read_when_written(file: ExtractedFile) -> None:
-            reads[file.disk_path] = readers.submit(try_read_instance, file.disk_path)
+            reads[file.disk_path] = readers.submit(try_read_instance, file.disk_path, file.path)
 
         extraction = extract_archive(
             zip_path, folder, limits, workers=workers, on_file=read_when_written
@@ -162,9 +165,10 @@ def _sort_unit(
         return _Sorted(rows=[_failure(unit.path, NO_DICOM_IN_NESTED + detail)], failed_whole=True)
 
     for study in group_studies(instances):
-        paths = [files[instance.path].path for instance in study.instances]
+        paths = [instance.name for instance in study.instances]
         result.studies.append((_study_path(unit.path, paths, archive_name), study))
-    study_folders = {posixpath.dirname(files[instance.path].path) for instance in instances}
+        result.skipped += [Skipped(_join(unit.path, i.path), i.reason) for i in study.left_out]
+    study_folders = {posixpath.dirname(instance.name) for instance in instances}
     by_folder: dict[str, list[_Trouble]] = {}
     for trouble in sorted(troubles, key=lambda trouble: trouble.path):
         by_folder.setdefault(posixpath.dirname(trouble.path), []).append(trouble)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from medscan.analyzer.dicom import DicomReadError, read_instance, read_stream_instance
+from medscan.analyzer import DicomReadError, read_instance, read_stream_instance
 from medscan.bulk.archive import (
     CorruptedZip,
     NotAZip,

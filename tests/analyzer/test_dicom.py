@@ -13,7 +13,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 
-from medscan.analyzer.dicom import (
+from medscan.analyzer import (
     DicomReadError,
     FileProblem,
     PixelDecodeError,
@@ -195,10 +195,22 @@ def test_encapsulated_pixel_data_cut_in_its_first_fragment(tmp_path: Path) -> No
     assert read_instance(path).pixel_problem.startswith("pixel data truncated: first fragment")
 
 
-def test_deflated_files_are_dicom_but_their_pixels_are_not_used() -> None:
+def test_deflated_files_are_read_pixels_included(tmp_path: Path) -> None:
     path = sample_file("image_dfl.dcm")
     assert is_dicom(path)
-    assert "Deflated" in read_instance(path).pixel_problem
+    instance = read_instance(path)
+    assert instance.transfer_syntax_uid == "1.2.840.10008.1.2.1.99"
+    assert instance.pixel_problem is None
+    (study,) = group_studies([instance])
+    np.testing.assert_array_equal(choose_series(study).volume()[0], dcmread(path).pixel_array)
+    short = ct_dataset()
+    short.PixelData = short.PixelData[:256]
+    short.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
+    assert read_instance(write_dataset(tmp_path / "short.dcm", short)).pixel_problem == (
+        "pixel data truncated: 256 of 512 bytes"
+    )
+    with pytest.raises(DicomReadError, match="decompressing"):  # inflating is all or nothing
+        read_instance(cut(path, tmp_path / "cut.dcm", path.stat().st_size // 2))
 
 
 def test_read_stream_instance_from_a_zip_entry(tmp_path: Path) -> None:
@@ -214,7 +226,7 @@ def test_read_stream_instance_from_a_zip_entry(tmp_path: Path) -> None:
     with zipfile.ZipFile(archive) as zf:
         with zf.open("scan/a.dcm") as stream:
             instance = read_stream_instance(stream)
-        from_file = replace(read_instance(whole), path=instance.path, read_seconds=0)
+        from_file = replace(read_instance(whole, "scan/a.dcm"), path=instance.path, read_seconds=0)
         assert replace(instance, read_seconds=0) == from_file
         assert (instance.path, instance.study_uid, instance.series_uid) == (
             Path("scan/a.dcm"),
@@ -245,7 +257,8 @@ def test_read_instances_sorts_by_path_and_reports_problems(tmp_path: Path) -> No
     everything = [*paths, tmp_path / "notes.txt"]
     instances, problems = read_instances(reversed(everything), workers=4)
     assert [i.path for i in instances] == sorted(paths)
-    assert problems == [FileProblem(tmp_path / "notes.txt", problems[0].reason)]
+    notes = tmp_path / "notes.txt"
+    assert problems == [FileProblem(notes, problems[0].reason, str(notes))]
     assert "not DICOM" in problems[0].reason
     same, _ = read_instances(everything, workers=1)
     assert [i.sop_instance_uid for i in same] == [i.sop_instance_uid for i in instances]
@@ -399,7 +412,7 @@ def test_missing_decoder_names_the_extra_to_install() -> None:
     code = (
         "import sys\n"
         f"sys.modules.update(dict.fromkeys({blocked!r}))\n"
-        "from medscan.analyzer.dicom import *\n"
+        "from medscan.analyzer import *\n"
         f"(study,) = group_studies([read_instance({str(sample_file('JPEG2000.dcm'))!r})])\n"
         "try:\n"
         "    choose_series(study).volume()\n"

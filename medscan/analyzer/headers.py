@@ -1,22 +1,25 @@
-"""DICOM by content: sniffing, header reading without pixel data, studies, series, HU volumes."""
+"""Reading DICOM headers safely: sniffing by content, attributes up to the pixel data, checks.
+
+Pixel data is never decoded here (see `medscan.analyzer.volume`); its length is only checked
+against what the header declares, so that incomplete instances can be left out of their series.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from time import perf_counter
 from typing import BinaryIO
 
-import numpy as np
 from pydicom import dcmread
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_partial
-from pydicom.pixels import get_decoder
 from pydicom.tag import BaseTag
 from pydicom.uid import (
     UID,
@@ -29,16 +32,14 @@ from pydicom.uid import (
 __all__ = [
     "DicomReadError",
     "FileProblem",
+    "Frame",
     "Instance",
-    "PixelDecodeError",
-    "Series",
-    "Study",
-    "choose_series",
-    "group_studies",
     "is_dicom",
     "read_instance",
     "read_instances",
     "read_stream_instance",
+    "split_results",
+    "try_read_instance",
 ]
 
 #: A header (everything before the pixel data) larger than this is not read.
@@ -48,6 +49,11 @@ _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})  # (Float/Double F
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _ITEM = (0xFFFE, 0xE000)
 _NATIVE_SYNTAXES = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian})
+#: The pixel problem of an instance that is not an image (no pixel data element at all).
+NO_PIXEL_DATA = "no pixel data"
+
+Position = tuple[float, float, float]
+Orientation = tuple[float, float, float, float, float, float]
 
 
 class DicomReadError(ValueError):
@@ -59,23 +65,43 @@ class DicomReadError(ValueError):
         self.reason = reason
 
 
-class PixelDecodeError(DicomReadError):
-    """Pixel data that cannot be turned into an image (missing decoder, odd shape...)."""
+@dataclass(frozen=True)
+class Frame:
+    """One image of an instance: its index in the pixel data, geometry and rescale.
+
+    For a multi-frame instance these come from the Per-frame, else the Shared Functional
+    Groups (Plane Position, Plane Orientation, Pixel Measures, Pixel Value Transformation),
+    else the top-level attributes; `position` of a multi-frame instance is None unless its
+    functional groups give one per frame.
+    """
+
+    index: int
+    position: Position | None
+    orientation: Orientation | None
+    pixel_spacing: tuple[float, float] | None
+    slope: float
+    intercept: float
 
 
 @dataclass(frozen=True)
 class Instance:
-    """The header of one DICOM file; `pixel_problem` is None when its pixel data is complete."""
+    """The header of one DICOM file; `pixel_problem` is None when its pixel data is complete.
+
+    `path` is where the file is read from; `name` is how the user knows it (the entry name
+    inside a ZIP, '/'-separated), used for grouping by folder, path order and left-out lists.
+    """
 
     path: Path
+    name: str
     study_uid: str
     series_uid: str
     sop_instance_uid: str
     sop_class_uid: str
     series_number: int | None
     instance_number: int | None
-    image_position: tuple[float, float, float] | None
-    image_orientation: tuple[float, float, float, float, float, float] | None
+    image_position: Position | None
+    image_orientation: Orientation | None
+    image_type: tuple[str, ...]
     modality: str
     transfer_syntax_uid: str
     rows: int | None
@@ -83,73 +109,28 @@ class Instance:
     samples_per_pixel: int
     bits_allocated: int | None
     number_of_frames: int
+    frames: tuple[Frame, ...]
     pixel_problem: str | None
     read_seconds: float
+
+    @property
+    def is_localizer(self) -> bool:
+        """Whether ImageType holds LOCALIZER (a scout image, never the analysed series)."""
+        return "LOCALIZER" in self.image_type
+
+    @property
+    def is_image(self) -> bool:
+        """Whether the instance carries a pixel data element (complete or not)."""
+        return self.pixel_problem != NO_PIXEL_DATA
 
 
 @dataclass(frozen=True)
 class FileProblem:
-    """A file that could not be read, and why."""
+    """A file that could not be read, and why; `name` as in `Instance`."""
 
     path: Path
     reason: str
-
-
-@dataclass
-class Series:
-    """The instances of one SeriesInstanceUID, in slice order (see `group_studies`)."""
-
-    series_uid: str
-    series_number: int | None
-    modality: str
-    instances: list[Instance]
-    _volume: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
-
-    @property
-    def complete_instances(self) -> list[Instance]:
-        """Return the instances whose pixel data is complete."""
-        return [instance for instance in self.instances if instance.pixel_problem is None]
-
-    def volume(self) -> np.ndarray:
-        """Return the slices in Hounsfield units, float32 of shape (frames, rows, columns).
-
-        Each instance is read in full and its pixels scaled by RescaleSlope and
-        RescaleIntercept (defaults 1 and 0); multi-frame instances add all their frames.
-        Computed on the first call and cached.
-
-        Raises
-        ------
-        PixelDecodeError
-            A slice cannot be decoded (e.g. JPEG 2000 without the optional decoders), is not
-            grayscale, or differs in size from the first slice.
-        """
-        if self._volume is None:
-            if not self.instances:
-                raise ValueError(f"series {self.series_uid} has no instances")
-            first = self.instances[0]
-            shape = (first.rows or 0, first.columns or 0)
-            total = sum(instance.number_of_frames for instance in self.instances)
-            volume = np.empty((total, *shape), dtype=np.float32)
-            start = 0
-            for instance in self.instances:
-                frames = _hounsfield_frames(instance, shape)
-                volume[start : start + len(frames)] = frames
-                start += len(frames)
-            self._volume = volume
-        return self._volume
-
-
-@dataclass(frozen=True)
-class Study:
-    """The series of one StudyInstanceUID, ordered by SeriesNumber then SeriesInstanceUID."""
-
-    study_uid: str
-    series: list[Series]
-
-    @property
-    def instances(self) -> list[Instance]:
-        """Return every instance of the study."""
-        return [instance for series in self.series for instance in series.instances]
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -332,12 +313,13 @@ def _open(path: str | os.PathLike[str]) -> BinaryIO:
         raise DicomReadError(path, f"cannot open: {exc.strerror or exc}") from exc
 
 
-def read_instance(path: str | os.PathLike[str]) -> Instance:
+def read_instance(path: str | os.PathLike[str], name: str | None = None) -> Instance:
     """Read the header of one DICOM file, never its pixel data.
 
     The pixel data is checked from the element's declared length and the bytes left in the
-    file: for native syntaxes it must hold Rows × Columns × SamplesPerPixel × BitsAllocated/8 ×
-    NumberOfFrames bytes; for encapsulated ones the first fragment must be whole.
+    file: for native syntaxes (Deflated included, inflated for the check) it must hold Rows ×
+    Columns × SamplesPerPixel × BitsAllocated/8 × NumberOfFrames bytes; for encapsulated ones
+    the first fragment must be whole. `name` (default: `path`) names the file in the Instance.
 
     Raises
     ------
@@ -345,7 +327,8 @@ def read_instance(path: str | os.PathLike[str]) -> Instance:
         The file is not DICOM, cannot be opened, or its header is cut short or corrupt.
     """
     with _open(path) as stream:
-        return _read(stream, Path(path), os.fstat(stream.fileno()).st_size)
+        size = os.fstat(stream.fileno()).st_size
+        return _read(stream, Path(path), name or os.fspath(path), size)
 
 
 def read_stream_instance(stream: BinaryIO, path: str | os.PathLike[str] | None = None) -> Instance:
@@ -361,47 +344,101 @@ def read_stream_instance(stream: BinaryIO, path: str | os.PathLike[str] | None =
     DicomReadError
         The stream is not DICOM, or its header is cut short or corrupt.
     """
-    return _read(stream, Path(path or getattr(stream, "name", "<stream>")), None)
+    path = Path(path or getattr(stream, "name", "<stream>"))
+    return _read(stream, path, path.as_posix(), None)
 
 
-def _read(stream: BinaryIO, path: Path, size: int | None) -> Instance:
+def _read(stream: BinaryIO, path: Path, name: str, size: int | None) -> Instance:
     """Read a header and check its pixel data against `size` bytes of file (None: unknown)."""
     started = perf_counter()
-    header = _read_header(stream, path)
+    header = _read_header(stream, name)
     try:
-        instance = _instance(path, header)
+        instance = _instance(path, name, header)
         problem = _pixel_problem(instance, header.pixel, stream, size)
     except OSError as exc:
-        raise DicomReadError(path, f"cannot read: {exc.strerror or exc}") from exc
-    except (ValueError, TypeError) as exc:  # an attribute value pydicom cannot convert
-        raise DicomReadError(path, f"invalid header value: {exc}") from exc
+        raise DicomReadError(name, f"cannot read: {exc.strerror or exc}") from exc
+    except (ValueError, TypeError, AttributeError) as exc:  # values pydicom cannot convert
+        raise DicomReadError(name, f"invalid header value: {exc}") from exc
     return replace(instance, pixel_problem=problem, read_seconds=perf_counter() - started)
 
 
-def _instance(path: Path, header: _Header) -> Instance:
+def _instance(path: Path, name: str, header: _Header) -> Instance:
     """Collect the attributes of a header into an Instance (pixels not checked yet)."""
     ds = header.dataset
     meta = ds.file_meta
+    number_of_frames = _int_or_none(ds, "NumberOfFrames") or 1
+    frames = _frames(ds, number_of_frames)
     return Instance(
         path=path,
+        name=name,
         study_uid=str(ds.get("StudyInstanceUID") or ""),
         series_uid=str(ds.get("SeriesInstanceUID") or ""),
         sop_instance_uid=str(ds.get("SOPInstanceUID") or meta.get("MediaStorageSOPInstanceUID")),
         sop_class_uid=str(ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")),
         series_number=_int_or_none(ds, "SeriesNumber"),
         instance_number=_int_or_none(ds, "InstanceNumber"),
-        image_position=_floats_or_none(ds, "ImagePositionPatient", 3),  # type: ignore[arg-type]
-        image_orientation=_floats_or_none(ds, "ImageOrientationPatient", 6),  # type: ignore[arg-type]
+        image_position=frames[0].position,
+        image_orientation=frames[0].orientation,
+        image_type=tuple(str(value).strip().upper() for value in _values(ds, "ImageType")),
         modality=str(ds.get("Modality") or ""),
         transfer_syntax_uid=str(header.transfer_syntax_uid),
         rows=_int_or_none(ds, "Rows"),
         columns=_int_or_none(ds, "Columns"),
         samples_per_pixel=_int_or_none(ds, "SamplesPerPixel") or 1,
         bits_allocated=_int_or_none(ds, "BitsAllocated"),
-        number_of_frames=_int_or_none(ds, "NumberOfFrames") or 1,
+        number_of_frames=number_of_frames,
+        frames=frames,
         pixel_problem=None,
         read_seconds=0.0,
     )
+
+
+def _frames(ds: Dataset, count: int) -> tuple[Frame, ...]:
+    """The geometry and rescale of each frame, functional groups first (see `Frame`)."""
+    shared = _first_item(ds, "SharedFunctionalGroupsSequence")
+    per_frame = list(ds.get("PerFrameFunctionalGroupsSequence") or ())
+    frames = []
+    for index in range(count):
+        groups = [per_frame[index] if index < len(per_frame) else None, shared]
+
+        def attribute(macro: str, keyword: str, groups: list[Dataset | None] = groups) -> object:
+            for group in groups:
+                item = _first_item(group, macro) if group is not None else None
+                if item is not None and keyword in item:
+                    return item.get(keyword)
+            return None if count > 1 and keyword == "ImagePositionPatient" else ds.get(keyword)
+
+        slope = _float_or_none(attribute("PixelValueTransformationSequence", "RescaleSlope"))
+        intercept = _float_or_none(
+            attribute("PixelValueTransformationSequence", "RescaleIntercept")
+        )
+        frames.append(
+            Frame(
+                index=index,
+                position=_floats(attribute("PlanePositionSequence", "ImagePositionPatient"), 3),  # type: ignore[arg-type]
+                orientation=_floats(  # type: ignore[arg-type]
+                    attribute("PlaneOrientationSequence", "ImageOrientationPatient"), 6
+                ),
+                pixel_spacing=_floats(attribute("PixelMeasuresSequence", "PixelSpacing"), 2),  # type: ignore[arg-type]
+                slope=1.0 if slope is None else slope,
+                intercept=intercept or 0.0,
+            )
+        )
+    return tuple(frames)
+
+
+def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
+    """The first item of a sequence attribute, None when absent or empty."""
+    items = ds.get(keyword)
+    return items[0] if items else None
+
+
+def _values(ds: Dataset, keyword: str) -> list[object]:
+    """A possibly multi-valued attribute as a list ([] when absent or empty)."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return []
+    return [value] if isinstance(value, str) else list(value)
 
 
 def _int_or_none(ds: Dataset, keyword: str) -> int | None:
@@ -412,13 +449,23 @@ def _int_or_none(ds: Dataset, keyword: str) -> int | None:
         return None
 
 
-def _floats_or_none(ds: Dataset, keyword: str, count: int) -> tuple[float, ...] | None:
-    """Return a multi-valued decimal attribute with exactly `count` values, else None."""
+def _float_or_none(value: object) -> float | None:
+    """Return a decimal value as a float, None when absent, empty or not a number."""
     try:
-        values = tuple(float(value) for value in ds.get(keyword) or ())
+        return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
-    return values if len(values) == count else None
+
+
+def _floats(value: object, count: int) -> tuple[float, ...] | None:
+    """Return a multi-valued decimal with exactly `count` finite values, else None."""
+    try:
+        values = tuple(float(item) for item in value or ())  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        return None
+    if len(values) != count or not all(math.isfinite(item) for item in values):
+        return None
+    return values
 
 
 def _pixel_problem(
@@ -429,11 +476,10 @@ def _pixel_problem(
     With `size` None the bytes present are not checked, only the declared length.
     """
     if pixel is None:
-        return "no pixel data"
+        return NO_PIXEL_DATA
     syntax = instance.transfer_syntax_uid
-    if syntax == DeflatedExplicitVRLittleEndian:
-        return "pixel data in Deflated Explicit VR Little Endian is not supported"
-    encapsulated = syntax not in _NATIVE_SYNTAXES
+    deflated = syntax == DeflatedExplicitVRLittleEndian
+    encapsulated = syntax not in _NATIVE_SYNTAXES and not deflated
     if pixel.length == _UNDEFINED_LENGTH:
         if not encapsulated:
             return "native pixel data with undefined length"
@@ -445,10 +491,24 @@ def _pixel_problem(
         needed = (bits * instance.samples_per_pixel * instance.number_of_frames + 7) // 8
     else:
         return "pixel data without Rows, Columns or BitsAllocated"
-    present = pixel.length if size is None else min(pixel.length, size - pixel.offset)
+    if size is None:
+        present = pixel.length
+    elif deflated:  # offsets refer to the inflated dataset: inflate it to count
+        present = _inflated_pixel_length(stream)
+    else:
+        present = min(pixel.length, size - pixel.offset)
     if present < needed:
         return f"pixel data truncated: {present} of {needed} bytes"
     return None
+
+
+def _inflated_pixel_length(stream: BinaryIO) -> int:
+    """The number of pixel data bytes a Deflated file holds once inflated (0 if it is cut)."""
+    stream.seek(0)
+    try:
+        return len(dcmread(stream, force=True).get("PixelData") or b"")
+    except Exception:  # zlib and the parser fail in many ways on a cut deflate stream
+        return 0
 
 
 def _fragment_problem(stream: BinaryIO, offset: int, size: int) -> str | None:
@@ -468,12 +528,14 @@ def _fragment_problem(stream: BinaryIO, offset: int, size: int) -> str | None:
     return None
 
 
-def try_read_instance(path: str | os.PathLike[str]) -> Instance | FileProblem:
+def try_read_instance(
+    path: str | os.PathLike[str], name: str | None = None
+) -> Instance | FileProblem:
     """`read_instance`, with an unreadable file returned as its FileProblem instead of raised."""
     try:
-        return read_instance(path)
+        return read_instance(path, name)
     except DicomReadError as exc:
-        return FileProblem(Path(path), exc.reason)
+        return FileProblem(Path(path), exc.reason, name or os.fspath(path))
 
 
 def split_results(
@@ -487,113 +549,16 @@ def split_results(
 
 
 def read_instances(
-    paths: Iterable[str | os.PathLike[str]], workers: int = 2
+    paths: Iterable[str | os.PathLike[str]],
+    workers: int = 2,
+    names: Mapping[Path, str] | None = None,
 ) -> tuple[list[Instance], list[FileProblem]]:
-    """Read many headers with a thread pool; both lists are sorted by path."""
-    ordered = sorted({Path(path) for path in paths})
+    """Read many headers with a thread pool; both lists are sorted by name.
+
+    `names` maps a path to the name its Instance gets (default: the path itself).
+    """
+    names = names or {}
+    named = {Path(path): names.get(Path(path)) or os.fspath(path) for path in paths}
+    ordered = sorted(named, key=lambda path: (named[path], path))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return split_results(pool.map(try_read_instance, ordered))
-
-
-def group_studies(instances: Iterable[Instance]) -> list[Study]:
-    """Group instances by StudyInstanceUID, then SeriesInstanceUID.
-
-    Studies come sorted by UID, their series by (SeriesNumber, None last; SeriesInstanceUID),
-    and a series' instances in slice order: by ImagePositionPatient projected on the slice
-    normal (from ImageOrientationPatient, else the z axis) when every instance has a position,
-    then by InstanceNumber (None last), then SOPInstanceUID.
-    """
-    by_study: dict[str, dict[str, list[Instance]]] = {}
-    for instance in instances:
-        by_study.setdefault(instance.study_uid, {}).setdefault(instance.series_uid, []).append(
-            instance
-        )
-    studies = []
-    for study_uid in sorted(by_study):
-        series = [_series(uid, members) for uid, members in by_study[study_uid].items()]
-        series.sort(key=lambda s: (_none_last(s.series_number), s.series_uid))
-        studies.append(Study(study_uid, series))
-    return studies
-
-
-def _series(series_uid: str, instances: list[Instance]) -> Series:
-    """Build a Series with its instances in slice order."""
-    instances = sorted(instances, key=lambda i: (i.sop_instance_uid, str(i.path)))
-    orientation = next((i.image_orientation for i in instances if i.image_orientation), None)
-    normal = (
-        np.cross(orientation[:3], orientation[3:]) if orientation else np.array([0.0, 0.0, 1.0])
-    )
-
-    if all(i.image_position for i in instances):
-        instances.sort(
-            key=lambda i: (
-                float(np.dot(normal, i.image_position)),  # type: ignore[arg-type]
-                _none_last(i.instance_number),
-            )
-        )
-    else:
-        instances.sort(key=lambda i: _none_last(i.instance_number))
-    first = instances[0]
-    return Series(series_uid, first.series_number, first.modality, instances)
-
-
-def _none_last(number: int | None) -> tuple[bool, int]:
-    """Sort key putting None after every number."""
-    return (number is None, number or 0)
-
-
-def choose_series(study: Study) -> Series | None:
-    """Return the series to analyse, holding only its instances with complete pixel data.
-
-    Among series with at least one complete instance: the most complete instances; ties go to
-    the lowest SeriesNumber (None last), then the lowest SeriesInstanceUID. None if no series
-    has any complete instance.
-    """
-    candidates = [
-        replace(series, instances=complete)
-        for series in study.series
-        if (complete := series.complete_instances)
-    ]
-    if not candidates:
-        return None
-    return min(
-        candidates,
-        key=lambda s: (-len(s.instances), _none_last(s.series_number), s.series_uid),
-    )
-
-
-def _hounsfield_frames(instance: Instance, shape: Sequence[int]) -> np.ndarray:
-    """Read and decode one instance; return its frames in HU, float32 (frames, rows, columns)."""
-    path = instance.path
-    try:
-        decoder = get_decoder(UID(instance.transfer_syntax_uid))
-    except NotImplementedError as exc:
-        raise PixelDecodeError(
-            path, f"no pixel data decoder for transfer syntax {instance.transfer_syntax_uid}"
-        ) from exc
-    if not decoder.is_available:
-        raise PixelDecodeError(
-            path,
-            f"decoding {UID(instance.transfer_syntax_uid).name} needs an optional decoder: "
-            "pip install 'medscan[decoders]'",
-        )
-    if instance.samples_per_pixel != 1:
-        raise PixelDecodeError(path, f"SamplesPerPixel {instance.samples_per_pixel}: not grayscale")
-    try:
-        # force: the file already passed _read_header, which is stricter than pydicom.
-        ds = dcmread(path, force=True)
-        if "TransferSyntaxUID" not in ds.file_meta:  # a raw dataset without file meta
-            ds.file_meta.TransferSyntaxUID = UID(instance.transfer_syntax_uid)
-        pixels = ds.pixel_array
-        slope = float(ds.get("RescaleSlope") or 1)
-        intercept = float(ds.get("RescaleIntercept") or 0)
-    except Exception as exc:  # decoders raise anything from RuntimeError to struct.error
-        raise PixelDecodeError(
-            path, f"cannot decode pixel data: {type(exc).__name__}: {exc}"
-        ) from exc
-    frames = pixels.reshape(-1, *pixels.shape[-2:])
-    if frames.shape != (instance.number_of_frames, *shape):
-        raise PixelDecodeError(
-            path, f"pixel data of shape {pixels.shape} does not fit a series of {tuple(shape)}"
-        )
-    return frames.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+        return split_results(pool.map(lambda path: try_read_instance(path, named[path]), ordered))

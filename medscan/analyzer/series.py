@@ -1,0 +1,176 @@
+"""Grouping instances into studies and series, leaving out duplicates, choosing the series.
+
+One unit of input (a scan, or one unit of a bulk archive) goes through `group_studies`; the
+analysed series of each study is `choose_series`. Instance names (entry names in a ZIP) decide
+folders and path order, never the paths files were unpacked to.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from medscan.analyzer.headers import Instance
+from medscan.analyzer.volume import Slice, hounsfield_volume, none_last, slice_order, slice_spacing
+
+__all__ = ["LeftOut", "Series", "Study", "choose_series", "group_studies"]
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """An instance left out of its study (a duplicate, or incomplete pixel data), and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class Series:
+    """The instances of one series, in slice order (see `slice_order`).
+
+    This is what a model's ``predict`` gets: `instances`, `volume()`, `spacing`, `images`.
+    """
+
+    series_uid: str
+    series_number: int | None
+    modality: str
+    instances: list[Instance]
+    _slices: list[Slice] = field(init=False, repr=False, compare=False)
+    _volume: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._slices = slice_order(self.instances)
+        order = {id(s.instance): None for s in self._slices}
+        by_id = {id(instance): instance for instance in self.instances}
+        self.instances = [by_id[key] for key in order]
+
+    @property
+    def complete_instances(self) -> list[Instance]:
+        """Return the instances whose pixel data is complete."""
+        return [instance for instance in self.instances if instance.pixel_problem is None]
+
+    @property
+    def images(self) -> int:
+        """The number of images (frames: a 300-frame instance counts 300)."""
+        return len(self._slices)
+
+    @property
+    def spacing(self) -> tuple[float, float, float] | None:
+        """(slice, row, column) in mm, or None where the geometry does not give it."""
+        return slice_spacing(self._slices)
+
+    def volume(self) -> np.ndarray:
+        """Return the images in Hounsfield units, float32 of shape (images, rows, columns).
+
+        Images are in slice order (ascending along the slice normal), frames of multi-frame
+        instances included, each rescaled by its own slope and intercept. Computed on the
+        first call and cached.
+
+        Raises
+        ------
+        PixelDecodeError
+            An image cannot be decoded (e.g. JPEG 2000 without the optional decoders), is not
+            grayscale, or differs in size from the first image.
+        """
+        if self._volume is None:
+            if not self._slices:
+                raise ValueError(f"series {self.series_uid} has no images")
+            self._volume = hounsfield_volume(self._slices)
+        return self._volume
+
+
+@dataclass(frozen=True)
+class Study:
+    """The series of one study, ordered by SeriesNumber (None last) then SeriesInstanceUID.
+
+    `duplicates` are the further copies of instances of this study, left out.
+    """
+
+    study_uid: str
+    series: list[Series]
+    duplicates: list[LeftOut] = field(default_factory=list)
+
+    @property
+    def instances(self) -> list[Instance]:
+        """Return every instance of the study (duplicates not included)."""
+        return [instance for series in self.series for instance in series.instances]
+
+    @property
+    def left_out(self) -> list[LeftOut]:
+        """Duplicates and image instances with incomplete pixel data, sorted by path."""
+        incomplete = [
+            LeftOut(instance.name, instance.pixel_problem)
+            for instance in self.instances
+            if instance.pixel_problem is not None and instance.is_image
+        ]
+        return sorted([*self.duplicates, *incomplete], key=lambda item: item.path)
+
+
+def _folder(instance: Instance) -> str:
+    """The folder of an instance's name ("" at the root)."""
+    return posixpath.dirname(instance.name)
+
+
+def group_studies(instances: Iterable[Instance]) -> list[Study]:
+    """Group the instances of one unit into studies, then series.
+
+    Instances are taken in name order. A SOPInstanceUID seen before is a duplicate: the first
+    copy with complete pixel data (else the first copy) is kept, the others are left out as
+    ``duplicate of <name>``. Instances without StudyInstanceUID form one study per folder
+    (study_uid ""), and those without SeriesInstanceUID one series per folder within their
+    study. Studies come sorted by (UID, folder), series by (SeriesNumber, None last;
+    SeriesInstanceUID; folder), instances in slice order.
+    """
+    by_uid: dict[str, list[Instance]] = {}
+    for instance in sorted(instances, key=lambda i: (i.name, str(i.path))):
+        by_uid.setdefault(instance.sop_instance_uid, []).append(instance)
+    studies: dict[tuple[str, str], dict[tuple[str, str], list[Instance]]] = {}
+    duplicates: dict[tuple[str, str], list[LeftOut]] = {}
+    for copies in by_uid.values():
+        kept = next((i for i in copies if i.pixel_problem is None), copies[0])
+        study_key = (kept.study_uid, "" if kept.study_uid else _folder(kept))
+        series_key = (kept.series_uid, "" if kept.series_uid else _folder(kept))
+        studies.setdefault(study_key, {}).setdefault(series_key, []).append(kept)
+        duplicates.setdefault(study_key, []).extend(
+            LeftOut(copy.name, f"duplicate of {kept.name}") for copy in copies if copy is not kept
+        )
+    result = []
+    for study_key in sorted(studies):
+        members = studies[study_key]
+        series = [
+            Series(uid, group[0].series_number, group[0].modality, group)
+            for (uid, _), group in sorted(
+                members.items(),
+                key=lambda item: (none_last(item[1][0].series_number), item[0]),
+            )
+        ]
+        result.append(Study(study_key[0], series, duplicates[study_key]))
+    return result
+
+
+def choose_series(study: Study) -> Series | None:
+    """Return the series to analyse, holding only its instances with complete pixel data.
+
+    Localizers (ImageType LOCALIZER) are left aside unless the study has nothing else. Among
+    series with at least one complete instance: the most images (frames); ties go to the
+    lowest SeriesNumber (None last), then the lowest SeriesInstanceUID. None if no series has
+    any complete instance.
+    """
+
+    def candidates(localizers: bool) -> list[Series]:
+        chosen = []
+        for series in study.series:
+            members = [i for i in series.complete_instances if i.is_localizer == localizers]
+            if members:
+                chosen.append(
+                    Series(series.series_uid, series.series_number, series.modality, members)
+                )
+        return chosen
+
+    found = candidates(localizers=False) or candidates(localizers=True)
+    if not found:
+        return None
+    return min(found, key=lambda s: (-s.images, none_last(s.series_number), s.series_uid))
