@@ -21,9 +21,9 @@ from medscan.extensions import api, db, migrate
 from medscan.health.routes import bp as health_bp
 from medscan.logs import register_logging
 from medscan.patients.routes import bp as patients_bp
-from medscan.reads import reads_binds
+from medscan.reads import engine_options, reads_binds
 from medscan.scans.routes import bp as scans_bp
-from medscan.storage import ScanStorage
+from medscan.storage import ScanStorage, register_sweeper
 from medscan.uploads import register_uploads
 
 # JSON bodies are small; upload endpoints raise this per request (uploads.receive_uploads_into).
@@ -74,16 +74,23 @@ def register_cors(app: Flask) -> None:
 
 
 def register_storage(app: Flask) -> None:
-    """Create the storage and work folders; sweep what killed workers left in them."""
+    """Create the storage and work folders; sweep what killed workers left in them, and from
+    the first request on reconcile scan rows with stored files (medscan.storage)."""
     storage = ScanStorage(app.config["MEDSCAN_STORAGE_DIR"])
     for folder in (storage.incoming, Path(app.config["MEDSCAN_WORK_DIR"])):
         folder.mkdir(parents=True, exist_ok=True)
         sweep_stale_work_dirs(folder)
+    register_sweeper(app)
 
 
 def register_extensions(app: Flask) -> None:
     """Bind the database (and its reads engine), migrations and the OpenAPI document to the app."""
-    app.config.setdefault("SQLALCHEMY_BINDS", reads_binds(app.config["SQLALCHEMY_DATABASE_URI"]))
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    options = engine_options(
+        url, app.config["MEDSCAN_DB_LOCK_TIMEOUT_S"], app.config["MEDSCAN_DB_STATEMENT_TIMEOUT_S"]
+    )
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", options)
+    app.config.setdefault("SQLALCHEMY_BINDS", reads_binds(url, options))
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
     api.init_app(app)

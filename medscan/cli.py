@@ -18,6 +18,7 @@ from medscan.bulk.report_files import csv_lines, write_xlsx
 from medscan.bulk.runs import about, build_run, error_lines, report_rows
 from medscan.bulk.studies import process_archive
 from medscan.models import BulkRun, utcnow
+from medscan.storage import ScanStorage, check_storage
 
 medscan_cli = AppGroup("medscan", help="medscan tools that need no server.")
 
@@ -53,6 +54,12 @@ def bulk_command(archive: Path, output: Path) -> None:
     """Analyse every study in ARCHIVE (a ZIP) and write the triage report."""
     if output.suffix.lower() not in (".xlsx", ".csv"):
         raise click.BadParameter("must end in .xlsx or .csv", param_hint="--output")
+    # Checked before the analysis, which can take hours: the report must have somewhere to go.
+    folder = output.parent
+    if not folder.is_dir():
+        raise click.BadParameter(f"folder {str(folder)!r} does not exist", param_hint="--output")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"folder {str(folder)!r} is not writable", param_hint="--output")
     model = current_model()
     threshold = current_app.config["MEDSCAN_THRESHOLD"]
     created_at = utcnow()
@@ -85,6 +92,44 @@ def bulk_command(archive: Path, output: Path) -> None:
     )
     write_report(output, run)
     click.echo(f"{output}: {run.studies} studies, {run.failed} failed, {run.skipped} skipped files")
+
+
+@medscan_cli.command("check-storage")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Complete interrupted deletions and remove stored files that no scan row names.",
+)
+@click.option(
+    "--grace",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Leave files younger than this many seconds (default MEDSCAN_ORPHAN_GRACE_S): an "
+    "upload may be about to commit their row.",
+)
+def check_storage_command(repair: bool, grace: int | None) -> None:
+    """List scan rows without files and stored files without rows (exit 1 if any remain).
+
+    A row whose file is gone is data loss: it is listed, never deleted; restore the file from
+    a backup, or delete the scan through the API once the loss is accepted.
+    """
+    storage = ScanStorage(current_app.config["MEDSCAN_STORAGE_DIR"])
+    grace_s = current_app.config["MEDSCAN_ORPHAN_GRACE_S"] if grace is None else grace
+    check = check_storage(storage, repair=repair, grace_s=grace_s)
+    for scan_id in check.missing:
+        click.echo(f"row without file: scan {scan_id} (expected at {storage.path(scan_id)})")
+    for path in check.orphans:
+        click.echo(f"file without row: {path}")
+    click.echo(
+        f"{len(check.missing)} rows without files, {len(check.orphans)} files without rows "
+        f"({check.orphans_removed} removed, {check.recent_orphans} younger than {grace_s} s), "
+        f"interrupted deletions: {check.deletions_completed} completed, "
+        f"{check.pending_deletions} pending"
+    )
+    if check.missing:
+        click.echo(f"DATA LOSS: {len(check.missing)} scans have no stored file", err=True)
+    if not check.clean:
+        sys.exit(1)
 
 
 def register_cli(app: Flask) -> None:

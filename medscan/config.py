@@ -56,12 +56,17 @@ SETTINGS: dict[str, tuple[Callable[[str, str], Any], str]] = {
     "MEDSCAN_MAX_BULK_MB": (_int, "4096"),
     "MEDSCAN_MAX_UNZIPPED_MB": (_int, "16384"),
     "MEDSCAN_MAX_ZIP_ENTRIES": (_int, "100000"),
+    "MEDSCAN_BODY_TIMEOUT_S": (_int, "30"),
     "MEDSCAN_THRESHOLD": (_threshold, "0.5"),
     "MEDSCAN_MODEL": (_text, ""),
     "MEDSCAN_API_KEYS": (_csv, ""),
     "MEDSCAN_CORS_ORIGINS": (_csv, ""),
     "MEDSCAN_TRUSTED_PROXIES": (_count, "0"),
     "MEDSCAN_LOG_LEVEL": (_text, "INFO"),
+    "MEDSCAN_DB_LOCK_TIMEOUT_S": (_count, "10"),
+    "MEDSCAN_DB_STATEMENT_TIMEOUT_S": (_count, "60"),
+    "MEDSCAN_STORAGE_SWEEP_S": (_count, "3600"),
+    "MEDSCAN_ORPHAN_GRACE_S": (_count, "600"),
 }
 
 

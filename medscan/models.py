@@ -189,6 +189,18 @@ class Scan(TimestampMixin, db.Model):
     )
 
 
+class ScanFileDeletion(db.Model):
+    """The id of a deleted scan whose stored file may still be on disk.
+
+    A trigger writes it in the transaction that deletes the scan row (migration 0007), however
+    the row goes (cascade included); ``medscan.storage`` unlinks the file, then drops this row.
+    """
+
+    __tablename__ = "scan_file_deletions"
+
+    scan_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+
+
 class BulkRun(db.Model):
     """One ZIP of studies processed synchronously, with the model that produced its report."""
 

@@ -24,11 +24,38 @@ from medscan.extensions import db
 READS_BIND = "reads"
 
 
-def reads_binds(database_uri: str) -> dict[str, dict[str, Any]]:
-    """``SQLALCHEMY_BINDS`` for ``database_uri``: an autocommit ``reads`` engine on PostgreSQL."""
+# Seconds a PostgreSQL connection attempt may take before the request answers 503.
+CONNECT_TIMEOUT_S = 5
+
+
+def engine_options(database_uri: str, lock_timeout_s: int, statement_timeout_s: int) -> dict:
+    """Options of every engine: failures that leak nothing and end, connections that are alive.
+
+    SQL parameters (patient names, search words, file names) never reach logs or exception
+    messages; a pooled connection is pinged before use, so one left stale by a database restart
+    is replaced instead of failing a request; waits for locks and statements are bounded
+    (0 = no bound on PostgreSQL; SQLite's busy timeout then keeps the driver's 5 s).
+    """
+    url = make_url(database_uri)
+    connect_args: dict[str, Any] = {}
+    if url.get_backend_name() == "postgresql":
+        connect_args["options"] = (
+            f"-c lock_timeout={lock_timeout_s * 1000} "
+            f"-c statement_timeout={statement_timeout_s * 1000}"
+        )
+        if "connect_timeout" not in url.query:
+            connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+    elif url.get_backend_name() == "sqlite" and lock_timeout_s:
+        connect_args["timeout"] = lock_timeout_s
+    return {"pool_pre_ping": True, "hide_parameters": True, "connect_args": connect_args}
+
+
+def reads_binds(database_uri: str, options: dict) -> dict[str, dict[str, Any]]:
+    """``SQLALCHEMY_BINDS`` for ``database_uri``: an autocommit ``reads`` engine on PostgreSQL,
+    with the same ``options`` as the default engine."""
     if make_url(database_uri).get_backend_name() != "postgresql":
         return {}
-    return {READS_BIND: {"url": database_uri, "isolation_level": "AUTOCOMMIT"}}
+    return {READS_BIND: {**options, "url": database_uri, "isolation_level": "AUTOCOMMIT"}}
 
 
 def reads_engine() -> Engine:

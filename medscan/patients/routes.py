@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, select
 
 from medscan.api import Blueprint, get_or_404, location_of
 from medscan.extensions import db
-from medscan.models import Patient, Scan, fold_for_search
+from medscan.models import Patient, fold_for_search
 from medscan.paging import PageQuery, SearchPageQuery
 from medscan.patients.schemas import (
     PatientCreateSchema,
@@ -20,7 +20,7 @@ from medscan.patients.schemas import (
 )
 from medscan.reads import columns_for, read_one_or_404
 from medscan.schemas import IdSchema
-from medscan.storage import scan_storage
+from medscan.storage import remove_deleted_files
 
 bp = Blueprint("patients", __name__, url_prefix="/api/v1/patients", description="Patients")
 
@@ -96,7 +96,8 @@ class PatientItem(MethodView):
     def delete(self, patient_id: str):
         """Delete a patient and every scan of theirs."""
         patient = get_or_404(Patient, patient_id, NOT_FOUND)
-        scan_ids = db.session.scalars(select(Scan.id).where(Scan.patient_id == patient.id)).all()
+        # The cascade deletes every scan row, also those of uploads committed while this
+        # request ran; the journal (migration 0007) names each of their files.
         db.session.delete(patient)
         db.session.commit()
-        scan_storage().remove(scan_ids)
+        remove_deleted_files()

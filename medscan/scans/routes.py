@@ -6,12 +6,13 @@ import uuid
 
 from flask import abort, current_app, request, send_file
 from flask.views import MethodView
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, delete, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from medscan.analysis import analyze_stored_scan, current_model, unpack_limits
-from medscan.api import Blueprint, content_disposition, get_or_404, location_of
+from medscan.api import Blueprint, content_disposition, get_or_404, location_of, parse_uuid
 from medscan.errors import json_error
 from medscan.extensions import db
 from medscan.models import Patient, Scan, utcnow
@@ -28,7 +29,7 @@ from medscan.scans.schemas import (
     StoredReportSchema,
 )
 from medscan.schemas import IdSchema
-from medscan.storage import scan_storage
+from medscan.storage import remove_deleted_files, scan_storage
 from medscan.uploads import client_file_name, receive_uploads_into
 
 bp = Blueprint("scans", __name__, url_prefix="/api", description="Scans")
@@ -101,14 +102,21 @@ class ScanCollection(MethodView):
         )
         storage = scan_storage()
         storage.keep(upload, scan.id)
+        scan_id = scan.id  # kept: a commit expires it, and the row may be deleted at once
+        db.session.add(scan)
         try:
-            db.session.add(scan)
             db.session.commit()
-        except BaseException:
+        except BaseException as exc:
             db.session.rollback()
-            storage.remove([scan.id])
+            # A connection lost during COMMIT may have committed the row: then the file stays,
+            # and the storage sweep removes it if no row came (medscan.storage).
+            if not (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+                storage.remove([scan_id])
+            # The patient deleted since the check above: the foreign key refused the row.
+            if isinstance(exc, IntegrityError) and db.session.get(Patient, scan.patient_id) is None:
+                abort(404, "Patient not found")
             raise
-        return {"id": scan.id}, location_of("scans.ScanItem", scan_id=scan.id)
+        return {"id": scan_id}, location_of("scans.ScanItem", scan_id=scan_id)
 
 
 @bp.route("/v1/scans/<scan_id>")
@@ -133,10 +141,16 @@ class ScanItem(MethodView):
     @bp.response(204)
     def delete(self, scan_id: str):
         """Delete a scan and its stored file."""
-        scan = get_or_404(Scan, scan_id, NOT_FOUND)
-        db.session.delete(scan)
+        row_id = parse_uuid(scan_id)
+        # One statement: a scan deleted meanwhile (with its patient, say) is simply not found.
+        deleted = (
+            row_id is not None
+            and db.session.execute(delete(Scan).where(Scan.id == row_id)).rowcount
+        )
+        if not deleted:
+            abort(404, NOT_FOUND)
         db.session.commit()
-        scan_storage().remove([scan.id])
+        remove_deleted_files([row_id])
 
 
 @bp.get("/scans/<scan_id>/file")
