@@ -39,6 +39,7 @@ def ct_dataset(
     slope: float = 1,
     intercept: float = -1024,
     pixels: np.ndarray | None = None,
+    frame_of_reference_uid: str | None = None,
 ) -> Dataset:
     """Return slice `index` of an axial CT series (z = 2.5 × index), with file meta."""
     sop_instance_uid = sop_instance_uid or generate_uid()
@@ -67,7 +68,7 @@ def ct_dataset(
     ds.InstanceNumber = index + 1 if instance_number is None else instance_number
     ds.ImagePositionPatient = [-100.0, -100.0, 2.5 * index]
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.FrameOfReferenceUID = generate_uid()
+    ds.FrameOfReferenceUID = frame_of_reference_uid or generate_uid()
     ds.SliceLocation = 2.5 * index
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
@@ -128,6 +129,7 @@ def write_ct_series(
     directory.mkdir(parents=True, exist_ok=True)
     study_uid = study_uid or generate_uid()
     series_uid = series_uid or generate_uid()
+    frame_of_reference_uid = generate_uid()
     names = list(range(n_slices))
     if shuffle:
         random.Random(n_slices).shuffle(names)
@@ -145,6 +147,7 @@ def write_ct_series(
             slope=slope,
             intercept=intercept,
             pixels=pixel_fn(index, rows, columns),
+            frame_of_reference_uid=frame_of_reference_uid,
         )
         for index in range(n_slices)
     ]
