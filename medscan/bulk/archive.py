@@ -1,14 +1,18 @@
 """Safe, memory-bounded ZIP handling for bulk runs and ZIP scans (no Flask: a plain library).
 
-Entry names are never trusted: they are decoded (UTF-8 flag, else Cyrillic UTF-8 or cp866, else
-cp437), made relative and refused when they climb out with ``..``. Limits are checked on the sizes
-the archive declares before any work, and again on the bytes actually inflated, chunk by chunk.
-Nothing is ever held whole in memory, and a limit violation leaves nothing extracted behind.
+Entry names are never trusted and never used on disk: they are decoded (UTF-8 flag, else
+Cyrillic UTF-8 or cp866, else cp437) and reported exactly as the archive has them, while each
+entry is written to a name the server makes from its index. Absolute names and names that climb
+out with ``..`` are refused. Limits are checked on the sizes the archive declares before any
+work, and again on the bytes actually inflated, chunk by chunk. Nothing is ever held whole in
+memory, and a limit violation or a full disk leaves nothing extracted behind.
 """
 
 from __future__ import annotations
 
+import bisect
 import errno
+import io
 import os
 import re
 import shutil
@@ -20,7 +24,7 @@ import unicodedata
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, TypeVar
@@ -36,8 +40,21 @@ RATIO_MAX = 200
 # Self-extracting archives (an executable with a ZIP appended) are refused as not ZIPs.
 _SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _LOCAL_HEADER = struct.Struct("<4s22xHH")
+_END_RECORD = struct.Struct("<4s8xI4xH")  # signature, central directory size, comment length
+_ZIP64_END_RECORD_SIZE = 56
+_ZIP64_LOCATOR_SIZE = 20
+_CENTRAL_RECORD = struct.Struct("<4s4xH18xHHH12x")  # signature, flags, name/extra/comment lengths
 _FLAG_ENCRYPTED = 0x1
 _FLAG_UTF8 = 0x800
+_UTF8_BIT_IN_HIGH_BYTE = _FLAG_UTF8 >> 8  # flags are little-endian: the bit is in the 2nd byte
+_DOS_FOLDER = 0x10
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+#: Extracted files are named by entry index, this many to a directory.
+FILES_PER_DIR = 1000
+DUPLICATE_NAME = "duplicate entry name"
+FOLDER_WITH_DATA = "folder entry with data"
+UNSAFE_PATH = "unsafe path"
+SYMLINK = "symlink"
 # zipfile hands bzip2/LZMA the whole compressed read at once with no output bound: a few KB of
 # bzip2 can inflate to gigabytes in memory before any check could run. Only these two stream safely.
 _METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
@@ -110,7 +127,10 @@ class UnpackLimits:
 
 @dataclass(frozen=True)
 class ExtractedFile:
-    """A file written to disk; ``path`` is relative to its unit, '/'-separated."""
+    """A file written to disk; ``path`` is its entry name exactly as its unit's ZIP has it.
+
+    ``disk_path`` is a name the server made (from the entry's index), never the entry name.
+    """
 
     path: str
     disk_path: Path
@@ -139,8 +159,8 @@ class Skipped:
 class Unit:
     """The loose files of the archive (``path`` "") or one nested ZIP (its path in the archive).
 
-    ``failure`` says why a nested ZIP failed as a whole; such a unit has no files and no ``root``
-    on disk.
+    ``failure`` says why a nested ZIP failed as a whole; such a unit has no files, and its
+    ``root`` is not its own.
     """
 
     path: str
@@ -160,13 +180,65 @@ class Extraction:
 
 
 @dataclass(frozen=True)
+class _Source:
+    """An archive on disk and the bytes that zipfile must read differently there (masks).
+
+    The masks clear the UTF-8 flag of entries whose names are not UTF-8 although flagged so
+    (see ``_utf8_flag_masks``); most archives have none.
+    """
+
+    path: Path
+    masks: dict[int, int] = field(default_factory=dict)
+
+    @contextmanager
+    def open(self) -> Iterator[zipfile.ZipFile]:
+        """A ZipFile reading the archive through the masks; names as zipfile decodes them."""
+        if not self.masks:
+            with zipfile.ZipFile(self.path) as archive:
+                yield archive
+            return
+        with _MaskedFile(self.path, self.masks) as file, zipfile.ZipFile(file) as archive:
+            yield archive
+
+
+class _MaskedFile(io.FileIO):
+    """A file opened for reading in which the byte at each offset of ``masks`` reads as given."""
+
+    def __init__(self, path: Path, masks: dict[int, int]) -> None:
+        super().__init__(path, "rb")
+        self._masks = masks
+        self._offsets = sorted(masks)
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read as FileIO does, with the masked bytes replaced."""
+        start = self.tell()
+        data = super().read(-1 if size is None else size)
+        low = bisect.bisect_left(self._offsets, start)
+        high = bisect.bisect_left(self._offsets, start + len(data))
+        if low == high:
+            return data
+        patched = bytearray(data)
+        for offset in self._offsets[low:high]:
+            patched[offset - start] = self._masks[offset]
+        return bytes(patched)
+
+
+@dataclass(frozen=True)
 class _Task:
+    """An entry to extract; its index in the archive names it on disk."""
+
     info: zipfile.ZipInfo
-    path: str
+    index: int
+
+    @property
+    def path(self) -> str:
+        """The entry name as the archive has it."""
+        return self.info.filename
 
 
 @dataclass(frozen=True)
 class _Plan:
+    source: _Source
     tasks: list[_Task]
     skipped: list[Skipped]
     litter: int
@@ -227,37 +299,118 @@ def safe_relpath(name: str) -> str | None:
     return "/".join(parts)
 
 
+def is_unsafe_name(name: str) -> bool:
+    """An entry name that is empty, absolute, has a drive letter or a ``..`` component.
+
+    Such names break the ZIP specification (APPNOTE 4.4.17) and are how archives try to write
+    outside the folder they are unpacked into; their entries are skipped, never written.
+    """
+    return safe_relpath(name) is None or name.startswith(("/", "\\")) or bool(_DRIVE.match(name))
+
+
 def is_litter(relpath: str) -> bool:
     """OS litter: under __MACOSX/, or .DS_Store, Thumbs.db, desktop.ini, DICOMDIR (any case)."""
     *folders, name = relpath.lower().split("/")
     return "__macosx" in folders or name in _LITTER_NAMES
 
 
-def open_zip(path: Path | str) -> zipfile.ZipFile:
+@contextmanager
+def _open_zip(path: Path | str) -> Iterator[tuple[_Source, zipfile.ZipFile]]:
     """Open a ZIP after sniffing its signature and refusing overlapping entries; names decoded.
 
     Names without the UTF-8 flag are re-decoded per entry from their raw bytes: UTF-8 when valid
     and Cyrillic (macOS writes UTF-8 without the flag), else cp866 when that gives Cyrillic text
-    (Russian Windows), else cp437 as zipfile read them. ``orig_filename`` keeps zipfile's reading,
-    which ``ZipFile.open`` compares with the local header.
+    (Russian Windows), else cp437 as zipfile read them. A name flagged UTF-8 that is not UTF-8
+    is decoded with replacement characters. ``orig_filename`` keeps zipfile's reading, which
+    ``ZipFile.open`` compares with the local header.
     """
+    path = Path(path)
     with open(path, "rb") as file:
         head = file.read(4)
     if head not in _SIGNATURES:
         raise NotAZip(detail=f"{os.fspath(path)!r} starts with {head!r}")
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, EOFError, ValueError, struct.error, NotImplementedError) as exc:
-        raise CorruptedZip(detail=f"central directory unreadable: {exc}") from exc
-    try:
+    with ExitStack() as stack:
+        try:
+            source, misflagged = _source(path)
+            archive = stack.enter_context(source.open())
+        except (zipfile.BadZipFile, EOFError, ValueError, struct.error, NotImplementedError) as exc:
+            raise CorruptedZip(detail=f"central directory unreadable: {exc}") from exc
         _check_overlaps(path, archive)
-    except BaseException:
-        archive.close()
-        raise
-    for info in archive.infolist():
-        info.filename = _decode_name(info)
-    archive.NameToInfo = {info.filename: info for info in archive.infolist()}
-    return archive
+        for index, info in enumerate(archive.infolist()):
+            info.filename = _decode_name(info, misflagged=index in misflagged)
+        yield source, archive
+
+
+def _source(path: Path) -> tuple[_Source, set[int]]:
+    """The archive as zipfile can read it, and the indices of entries misflagged UTF-8."""
+    try:
+        with zipfile.ZipFile(path):
+            return _Source(path), set()
+    except UnicodeDecodeError:
+        pass
+    masks, misflagged = _utf8_flag_masks(path)
+    with _Source(path, masks).open() as archive:
+        infos = archive.infolist()
+        with open(path, "rb") as file:
+            for index in misflagged:
+                offset = infos[index].header_offset + 7  # the high byte of the local header flags
+                file.seek(offset)
+                high = file.read(1)
+                if high and high[0] & _UTF8_BIT_IN_HIGH_BYTE:
+                    masks[offset] = high[0] & ~_UTF8_BIT_IN_HIGH_BYTE
+    return _Source(path, masks), misflagged
+
+
+def _utf8_flag_masks(path: Path) -> tuple[dict[int, int], set[int]]:
+    """Masks clearing the UTF-8 flag of central directory records whose names are not UTF-8.
+
+    zipfile refuses the whole archive over one such name; read without the flag, the name's raw
+    bytes come through (as cp437 text) and are decoded here. Returns the masks and the indices of
+    those entries. The central directory is found as zipfile finds it: it ends where the (Zip64)
+    end record starts.
+    """
+    with open(path, "rb") as file:
+        size = file.seek(0, os.SEEK_END)
+        tail_start = max(0, size - _END_RECORD.size - 0xFFFF)
+        file.seek(tail_start)
+        tail = file.read()
+        end = tail.rfind(b"PK\x05\x06")
+        if end < 0 or len(tail) < end + _END_RECORD.size:
+            raise CorruptedZip(detail="no end of central directory record")
+        _, directory_size, _ = _END_RECORD.unpack_from(tail, end)
+        locator = end - _ZIP64_LOCATOR_SIZE
+        if locator >= 0 and tail[locator : locator + 4] == b"PK\x06\x07":
+            end = locator - _ZIP64_END_RECORD_SIZE
+            (directory_size,) = struct.unpack_from("<Q", tail, end + 40)
+        start = tail_start + end - directory_size
+        if start < 0:
+            raise CorruptedZip(detail="central directory starts before the file")
+        file.seek(start)
+        directory = file.read(directory_size)
+    masks: dict[int, int] = {}
+    misflagged: set[int] = set()
+    position = index = 0
+    while len(directory) >= position + _CENTRAL_RECORD.size:
+        record = _CENTRAL_RECORD.unpack_from(directory, position)
+        signature, flags, name_length, extra_length, comment_length = record
+        if signature != b"PK\x01\x02":
+            break
+        name_start = position + _CENTRAL_RECORD.size
+        if flags & _FLAG_UTF8 and not _is_utf8(directory[name_start : name_start + name_length]):
+            masks[start + position + 9] = (flags >> 8) & ~_UTF8_BIT_IN_HIGH_BYTE
+            misflagged.add(index)
+        position = name_start + name_length + extra_length + comment_length
+        index += 1
+    return masks, misflagged
+
+
+def _is_utf8(raw: bytes) -> bool:
+    """Whether ``raw`` is valid UTF-8."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _check_overlaps(path: Path | str, archive: zipfile.ZipFile) -> None:
@@ -284,11 +437,13 @@ def _check_overlaps(path: Path | str, archive: zipfile.ZipFile) -> None:
                 raise CorruptedZip(detail=f"entry {info.orig_filename!r} overlaps what follows it")
 
 
-def _decode_name(info: zipfile.ZipInfo) -> str:
-    """Decode an entry name as ``open_zip`` describes."""
+def _decode_name(info: zipfile.ZipInfo, *, misflagged: bool) -> str:
+    """Decode an entry name as ``_open_zip`` describes."""
     if info.flag_bits & _FLAG_UTF8:
         return info.filename
     raw = info.orig_filename.encode("cp437").split(b"\0", 1)[0]
+    if misflagged:
+        return raw.decode("utf-8", "replace")
     for encoding in ("utf-8", "cp866"):
         try:
             text = unicodedata.normalize("NFC", raw.decode(encoding))
@@ -311,51 +466,61 @@ def _check_ratio(inflated: int, compressed: int) -> None:
         raise UnpackLimitExceeded(f"ZIP entry compression ratio over {RATIO_MAX}:1")
 
 
-def _plan(archive: zipfile.ZipFile, budget: _Budget, prefix: str) -> _Plan:
+def _plan(source: _Source, archive: zipfile.ZipFile, budget: _Budget, prefix: str) -> _Plan:
     """Check the declared limits, then sort entries into files to write, skipped ones and litter.
 
-    ``prefix`` ("" or "nested.zip/") starts the paths of skipped entries. Files keep archive order
-    for name collisions, so the first of two entries that sanitize alike keeps the plain name.
+    ``prefix`` ("" or "nested.zip/") starts the paths of skipped entries. Folder entries without
+    data and litter are left out silently; an entry whose name repeats an earlier one's is
+    skipped (one set look-up each, so repeats cost linear time).
     """
     infos = archive.infolist()
     budget.add_entries(len(infos))
     budget.check_declared(sum(info.file_size for info in infos))
     for info in infos:
         _check_ratio(info.file_size, info.compress_size)
-    wanted: list[tuple[zipfile.ZipInfo, str]] = []
+    tasks: list[_Task] = []
     skipped: list[Skipped] = []
     litter = 0
-    for info in infos:
-        mode = info.external_attr >> 16
-        if info.filename.replace("\\", "/").endswith("/") or stat.S_ISDIR(mode):
-            continue
-        relpath = safe_relpath(info.filename)
-        if relpath is not None and is_litter(relpath):
+    seen: set[str] = set()
+    for index, info in enumerate(infos):
+        name = info.filename
+        reason = None
+        relpath = safe_relpath(name)
+        if _is_folder(info):
+            reason = FOLDER_WITH_DATA if _carries_data(info) else None
+        elif relpath is not None and is_litter(relpath):
             litter += 1
-        elif stat.S_ISLNK(mode):
-            skipped.append(Skipped(prefix + info.filename, "symlink"))
-        elif relpath is None:
-            skipped.append(Skipped(prefix + info.filename, "unsafe path"))
+        elif name in seen:
+            reason = DUPLICATE_NAME
+        elif stat.S_ISLNK(info.external_attr >> 16):
+            reason = SYMLINK
+        elif is_unsafe_name(name):
+            reason = UNSAFE_PATH
         else:
-            wanted.append((info, relpath))
-    paths = _unique_paths([relpath for _, relpath in wanted])
-    tasks = [_Task(info, path) for (info, _), path in zip(wanted, paths, strict=True)]
-    return _Plan(tasks, sorted(skipped, key=lambda item: item.path), litter)
+            tasks.append(_Task(info, index))
+        if reason is not None:
+            skipped.append(Skipped(prefix + name, reason))
+        seen.add(name)
+    return _Plan(source, tasks, sorted(skipped, key=lambda item: item.path), litter)
 
 
-def _unique_paths(paths: list[str]) -> list[str]:
-    """Make paths distinct from each other and from the folders they need (``a/b~2.dcm``)."""
-    taken = {str(parent) for path in paths for parent in PurePosixPath(path).parents}
-    unique = []
-    for path in paths:
-        candidate, number = path, 1
-        while candidate in taken:
-            number += 1
-            pure = PurePosixPath(path)
-            candidate = str(pure.with_name(f"{pure.stem}~{number}{pure.suffix}"))
-        taken.add(candidate)
-        unique.append(candidate)
-    return unique
+def _is_folder(info: zipfile.ZipInfo) -> bool:
+    """A name ending in a slash, or an entry without data that has a folder mode or DOS bit."""
+    if info.filename.endswith(("/", "\\")):
+        return True
+    mode = info.external_attr >> 16
+    folder_bit = stat.S_ISDIR(mode) or info.external_attr & _DOS_FOLDER
+    return bool(folder_bit) and not _carries_data(info)
+
+
+def _carries_data(info: zipfile.ZipInfo) -> bool:
+    """Whether an entry declares any content (a size, or the CRC of something non-empty)."""
+    return info.file_size > 0 or info.CRC != 0
+
+
+def _disk_path(root: Path, index: int) -> Path:
+    """Where the entry at ``index`` is written: ``root/<index // FILES_PER_DIR>/<index>``."""
+    return root / str(index // FILES_PER_DIR) / str(index)
 
 
 def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> Iterator[bytes]:
@@ -381,6 +546,8 @@ def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -
     except zipfile.BadZipFile as exc:
         crc = str(exc).startswith("Bad CRC-32")
         raise _EntryFault("CRC error" if crc else f"corrupted entry: {exc}") from exc
+    except UnicodeDecodeError as exc:  # a local header name flagged UTF-8 that is not
+        raise _EntryFault("corrupted entry: local header name is not UTF-8") from exc
     except (EOFError, zlib.error) as exc:
         raise _EntryFault(f"corrupted compressed data: {exc or 'ends early'}") from exc
     except NotImplementedError as exc:  # a newer ZIP version, patched data, strong encryption
@@ -390,10 +557,12 @@ def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -
 def _extract_entry(
     archive: zipfile.ZipFile, task: _Task, root: Path, budget: _Budget, cancel: threading.Event
 ) -> ExtractedFile | EntryFailure:
-    """Stream one entry to ``root/task.path``; a bad entry leaves no file, only its failure."""
-    target = root / task.path
+    """Stream one entry to its disk path under ``root``; a bad entry leaves no file, only its
+    failure. A full disk raises (the OSError), after removing the partial file.
+    """
+    target = _disk_path(root, task.index)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(exist_ok=True)
         with open(target, "xb") as out:
             for chunk in _inflate(archive, task.info, budget):
                 if cancel.is_set():
@@ -404,8 +573,8 @@ def _extract_entry(
         return EntryFailure(task.path, str(fault))
     except OSError as exc:
         _discard(target)
-        if exc.errno == errno.ENOSPC:
-            raise NotEnoughDiskSpace(detail=f"writing {task.path!r}: {exc.strerror}") from exc
+        if exc.errno in _DISK_FULL:
+            raise
         return EntryFailure(task.path, f"cannot write: {exc.strerror}")
     except BaseException:
         _discard(target)
@@ -420,19 +589,19 @@ def _discard(path: Path) -> None:
 
 
 def _extract_entries(
-    zip_path: Path,
-    tasks: list[_Task],
+    plan: _Plan,
     root: Path,
     budget: _Budget,
     workers: int,
     on_file: Callable[[ExtractedFile], None] | None,
 ) -> tuple[list[ExtractedFile], list[EntryFailure]]:
-    """Extract ``tasks`` under ``root`` with ``workers`` threads, each with its own ZipFile handle.
+    """Extract the plan's tasks under ``root`` with ``workers`` threads, each with its own ZipFile.
 
     Largest entries go first so the threads finish together. The first error in any thread stops
     all of them (each deletes its partial file) and is raised once they have all been joined.
     ``on_file`` is called (in the extracting thread) with each file as soon as it is complete.
     """
+    tasks = plan.tasks
     pending = iter(sorted(tasks, key=lambda task: task.info.compress_size, reverse=True))
     lock = threading.Lock()
     cancel = threading.Event()
@@ -441,7 +610,7 @@ def _extract_entries(
 
     def work() -> None:
         try:
-            with zipfile.ZipFile(zip_path) as archive:
+            with plan.source.open() as archive:
                 while not cancel.is_set():
                     with lock:
                         task = next(pending, None)
@@ -516,8 +685,8 @@ def _unpack_nested(
 ) -> tuple[Unit, list[Skipped], int]:
     """Unpack an extracted nested ZIP into ``root``; ZIPs inside it stay plain files."""
     try:
-        with open_zip(file.disk_path) as archive:
-            plan = _plan(archive, budget, file.path + "/")
+        with _open_zip(file.disk_path) as (source, archive):
+            plan = _plan(source, archive, budget, file.path + "/")
     except NotAZip:
         return Unit(file.path, root, [], failure="not a ZIP file"), [], 0
     except CorruptedZip:
@@ -528,7 +697,7 @@ def _unpack_nested(
         return Unit(file.path, root, [], failure="encrypted"), plan.skipped, plan.litter
     _check_disk(root.parent, plan.declared_bytes, limits)
     root.mkdir()
-    files, failures = _extract_entries(file.disk_path, plan.tasks, root, budget, workers, on_file)
+    files, failures = _extract_entries(plan, root, budget, workers, on_file)
     return Unit(file.path, root, files, entry_failures=failures), plan.skipped, plan.litter
 
 
@@ -543,8 +712,10 @@ def extract_archive(
 ) -> Extraction:
     """Extract a bulk archive into ``dest_dir`` safely, opening nested ZIPs one level deep.
 
-    Loose files go to ``dest_dir/archive``, the n-th nested ZIP (in path order) to
-    ``dest_dir/nested/<n>``; a nested ZIP file is deleted once unpacked. The loose unit is listed
+    Loose files are written under ``dest_dir/archive``, the n-th nested ZIP's (in path order)
+    under ``dest_dir/nested/<n>``, each to a name made from its entry's index (never from the
+    entry name, which ``ExtractedFile.path`` keeps as is); a nested ZIP file is deleted once
+    unpacked. The loose unit is listed
     only when it has files or failures. Entry faults become failures of their unit; a nested ZIP
     that cannot be opened, is empty or wholly encrypted is one unit failure. Limit and disk errors
     raise after every thread has stopped and everything written has been removed. ``nested=False``
@@ -558,25 +729,23 @@ def extract_archive(
     budget = _Budget(limits)
     created: list[Path] = []
     try:
-        with open_zip(zip_path) as archive:
-            plan = _plan(archive, budget, "")
+        with _open_zip(zip_path) as (source, archive):
+            plan = _plan(source, archive, budget, "")
         if not plan.tasks and not plan.skipped:
             raise EmptyZip(detail=f"{zip_path.name} holds only folders or OS litter")
         _check_disk(dest_dir, plan.declared_bytes, limits)
         loose_root = dest_dir / "archive"
         loose_root.mkdir()
         created.append(loose_root)
-        files, failures = _extract_entries(
-            zip_path, plan.tasks, loose_root, budget, workers, on_file
-        )
+        files, failures = _extract_entries(plan, loose_root, budget, workers, on_file)
         skipped, litter = list(plan.skipped), plan.litter
         units: list[Unit] = []
         if nested:
             archives, files = _partition(files, is_zip_file)
             broken, failures = _partition(failures, lambda f: f.path.lower().endswith(".zip"))
-            units += [Unit(f.path, loose_root / f.path, [], failure=f.reason) for f in broken]
+            nested_base = dest_dir / "nested"
+            units += [Unit(f.path, nested_base, [], failure=f.reason) for f in broken]
             if archives:
-                nested_base = dest_dir / "nested"
                 nested_base.mkdir()
                 created.append(nested_base)
             for number, file in enumerate(archives):
@@ -589,9 +758,11 @@ def extract_archive(
                 litter += unit_litter
         if files or failures:
             units.append(Unit("", loose_root, files, entry_failures=failures))
-    except BaseException:
+    except BaseException as exc:
         for root in created:
             shutil.rmtree(root, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            raise NotEnoughDiskSpace(detail=f"unpacking into {dest_dir}: {exc.strerror}") from exc
         raise
     return Extraction(
         sorted(units, key=lambda unit: unit.path), sorted(skipped, key=lambda s: s.path), litter
@@ -605,12 +776,12 @@ def inspect_zip(
 
     Every entry extraction would write is inflated and discarded first, so a bomb is 413 whatever
     it holds; then ``accept`` gets a fresh stream of each entry that read cleanly, in archive order,
-    until it says True. Litter, symlinks and unsafe names are never offered; nested ZIPs are not
-    opened. Raises NotAZip, CorruptedZip or UnpackLimitExceeded.
+    until it says True. Litter, symlinks, unsafe names, repeated names and folder entries are never
+    offered; nested ZIPs are not opened. Raises NotAZip, CorruptedZip or UnpackLimitExceeded.
     """
     budget = _Budget(limits)
-    with open_zip(zip_path) as archive:
-        plan = _plan(archive, budget, "")
+    with _open_zip(zip_path) as (source, archive):
+        plan = _plan(source, archive, budget, "")
         readable = [task.info for task in plan.tasks if _drain(archive, task.info, budget)]
         return any(_offer(archive, info, accept) for info in readable)
 
@@ -635,9 +806,17 @@ def _offer(
 
 @contextmanager
 def work_dir(base: Path) -> Iterator[Path]:
-    """A fresh directory ``base/medscan-<pid>-<random>``, removed on exit whatever happens."""
-    base.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=f"medscan-{os.getpid()}-", dir=base))
+    """A fresh directory ``base/medscan-<pid>-<random>``, removed on exit whatever happens.
+
+    Raises NotEnoughDiskSpace when the disk cannot hold even the directory.
+    """
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=f"medscan-{os.getpid()}-", dir=base))
+    except OSError as exc:
+        if exc.errno in _DISK_FULL:
+            raise NotEnoughDiskSpace(detail=f"creating a work folder in {base}") from exc
+        raise
     try:
         yield path
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -33,7 +34,8 @@ def write_zip(
     """Write ``entries`` (name -> content; a list allows duplicate names) to a ZIP at ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     items = entries.items() if isinstance(entries, dict) else entries
-    with zipfile.ZipFile(path, "w", compression) as archive:
+    with zipfile.ZipFile(path, "w", compression) as archive, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Duplicate name", UserWarning)
         for name, content in items:
             archive.writestr(zipfile.ZipInfo(name), content, compress_type=compression)
     return path
