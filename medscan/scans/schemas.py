@@ -54,7 +54,12 @@ class ResultSchema(ma.Schema):
     confidence = ma.fields.Float(required=True)
     extras = ma.fields.Dict(
         required=True,
-        metadata={"description": "model, model_version, threshold, and the model's own extras"},
+        metadata={
+            "description": "model, model_version, threshold, and the model's own extras; "
+            'left_out: [{"path", "reason"}] lists the instances left out of the analysed study '
+            "(duplicates, incomplete pixel data; paths inside the ZIP for a ZIP scan), absent "
+            "when none was left out"
+        },
     )
 
 
