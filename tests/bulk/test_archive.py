@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -397,6 +398,70 @@ def test_names_are_decoded_cp866_utf8_or_cp437(tmp_path: Path, dest: Path) -> No
         "temp °C µm.txt": b"cp437",
         "Сидоров/флаг.dcm": "Сидоров/флаг.dcm".encode(),
     }
+
+
+def test_a_name_flagged_utf8_that_is_not_is_decoded_alone(tmp_path: Path, dest: Path) -> None:
+    entries = {"Сидоров/a.dcm": DICOM, "bad-name.dcm": DICOM, "x/" + "-" * 3: b"x"}
+    zip_path = write_zip(tmp_path / "in/flag.zip", entries)
+    patch_entry(zip_path, "bad-name.dcm", raw_name=b"bad\xffname.dcm", flag_bits=0x800)
+    patch_entry(zip_path, "x/---", raw_name=b"x/\xd0\x9f\xc0", flag_bits=0x800)  # cut, overlong
+    assert files_of(extract_archive(zip_path, dest, LIMITS)) == {
+        "Сидоров/a.dcm": DICOM,
+        "bad\ufffdname.dcm": DICOM,
+        "x/П\ufffd": b"x",
+    }
+    assert inspect_zip(zip_path, LIMITS, is_dicom)
+
+
+def test_a_local_name_flagged_utf8_that_is_not_is_an_entry_failure(
+    tmp_path: Path, dest: Path
+) -> None:
+    zip_path = write_zip(tmp_path / "in/local.zip", {"bad.dcm": DICOM, "ok.dcm": DICOM})
+    offset = data_offset(zip_path, "bad.dcm") - len("bad.dcm") - 30
+    data = bytearray(zip_path.read_bytes())
+    data[offset + 6 : offset + 8] = (0x800).to_bytes(2, "little")
+    data[offset + 30] = 0xFF
+    zip_path.write_bytes(bytes(data))
+    result = extract_archive(zip_path, dest, LIMITS)
+    reason = "corrupted entry: local header name is not UTF-8"
+    assert result.units[0].entry_failures == [EntryFailure("bad.dcm", reason)]
+    assert files_of(result) == {"ok.dcm": DICOM}
+
+
+# Folder entries
+
+
+def test_an_entry_with_data_is_a_file_whatever_its_mode(tmp_path: Path, dest: Path) -> None:
+    folder_mode = (stat.S_IFDIR | 0o755) << 16
+    entries = {
+        "unix-dir-bit": DICOM,  # data and a folder mode: a file
+        "dos-dir-bit": b"dos",  # data and the MS-DOS folder attribute: a file
+        "empty-unix-dir": b"",  # no data and a folder mode: a folder
+        "empty/": b"",
+        "with-data/": b"lost?",
+        "windows\\": b"lost?",
+    }
+    zip_path = write_zip(tmp_path / "in/modes.zip", entries)
+    for name, attributes in [
+        ("unix-dir-bit", folder_mode | 0x10),
+        ("dos-dir-bit", 0x10),
+        ("empty-unix-dir", folder_mode),
+    ]:
+        patch_entry(zip_path, name, external_attr=attributes)
+    result = extract_archive(zip_path, dest, LIMITS)
+    assert files_of(result) == {"unix-dir-bit": DICOM, "dos-dir-bit": b"dos"}
+    assert result.skipped == [
+        Skipped("windows\\", "folder entry with data"),
+        Skipped("with-data/", "folder entry with data"),
+    ]
+    assert inspect_zip(zip_path, LIMITS, is_dicom)
+
+
+def test_only_folder_entries_with_data_is_not_empty(tmp_path: Path, dest: Path) -> None:
+    zip_path = write_zip(tmp_path / "in/folders.zip", {"a/": DICOM, "b/": b""})
+    result = extract_archive(zip_path, dest, LIMITS)
+    assert (result.units, result.skipped) == ([], [Skipped("a/", "folder entry with data")])
+    assert not inspect_zip(zip_path, LIMITS, is_dicom)
 
 
 # Nested ZIPs
