@@ -38,6 +38,25 @@ workers = _env_int("GUNICORN_WORKERS", 2)
 # core count still help; a CPU-heavy real model may want fewer.
 threads = _env_int("GUNICORN_THREADS", 4)
 
+# Threads each worker keeps free of requests with a body (uploads, JSON writes), so that a
+# slow or stalled uploader can never take the last thread: health checks and GETs always find
+# one. A body request that finds the other threads all busy with bodies is answered 503 with
+# Retry-After at once (medscan/server.py); a stalled body holds its thread for at most
+# MEDSCAN_BODY_TIMEOUT_S.
+reserved_threads = _env_int("GUNICORN_RESERVED_THREADS", 1)
+# Longest pause while reading request headers (gunicorn itself has no limit). Behind nginx,
+# which reads headers itself (client_header_timeout), this never triggers.
+header_timeout = _env_int("GUNICORN_HEADER_TIMEOUT", 10)
+
+
+def post_worker_init(worker) -> None:
+    """Bound header reads; serve body requests on at most ``threads - reserved_threads``."""
+    from medscan.server import admit_bodies, time_out_headers
+
+    time_out_headers(worker, header_timeout)
+    admit_bodies(worker, reserved_threads)
+
+
 # With gthread this is NOT a per-request limit: it is the heartbeat of the worker process, whose
 # main loop checks in about once a second while threads serve requests. A worker silent for
 # this long is considered hung and restarted. It is set as long as the longest request we

@@ -10,6 +10,7 @@ from flask import Flask, Response, g, has_request_context, request
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A client's id is kept when it is a plain token; anything else (spaces, 1 kB...) is replaced.
+# deploy/nginx.conf applies the same rule, so behind nginx one id holds end to end.
 CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] [%(request_id)s] %(name)s: %(message)s"
 

@@ -21,6 +21,8 @@ from flask import Flask, Request, current_app, request
 from werkzeug.datastructures import FileStorage
 from werkzeug.formparser import FormDataParser, MultiPartParser
 
+from medscan.server import BodyTimeout
+
 
 class SpooledUpload:
     """A named temp file that keeps the SHA-256 and the size of what is written to it."""
@@ -132,8 +134,9 @@ def discard_uploads(exc: BaseException | None = None) -> None:
 
 
 def register_uploads(app: Flask) -> None:
-    """Use ``UploadRequest`` and clean its files up after every request."""
+    """Use ``UploadRequest``, clean its files up after every request, time stalled bodies out."""
     app.request_class = UploadRequest
+    app.wsgi_app = BodyTimeout(app.wsgi_app, app.config["MEDSCAN_BODY_TIMEOUT_S"])
     # werkzeug refuses (413) any single read larger than the text-field memory limit.
     app.config["MAX_FORM_MEMORY_SIZE"] = max(
         app.config.get("MAX_FORM_MEMORY_SIZE") or 0, 2 * UPLOAD_READ_SIZE

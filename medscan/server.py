@@ -1,0 +1,156 @@
+"""Slow and stalled clients cannot hold gunicorn's request threads.
+
+Two WSGI middlewares:
+
+- ``BodyTimeout`` (installed by the factory): under gunicorn, every read and write on the
+  client's socket gives up after ``MEDSCAN_BODY_TIMEOUT_S``. A body that stalls answers 408, a
+  body whose chunked framing is broken answers 400, and the rest of the body is abandoned
+  (``SHUT_RD``), so that neither gunicorn's drain after the answer nor its closing handshake
+  waits on a client that has stopped sending.
+- ``BodyAdmission`` (installed by ``gunicorn.conf.py`` in each worker, which knows its thread
+  count): at most ``slots`` requests with a body are served at once per worker; the threads left
+  over stay free for requests without one (health checks, GETs, analyses). A body request
+  beyond the slots is answered 503 with ``Retry-After`` at once, without reading its body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from werkzeug.exceptions import BadRequest, RequestTimeout
+from werkzeug.wrappers import Response
+from werkzeug.wsgi import ClosingIterator
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+BODY_TIMEOUT = "Request body timeout"
+MALFORMED_BODY = "Malformed request body"
+SERVER_BUSY = "Server busy"
+BUSY_RETRY_AFTER_S = 2
+
+
+def has_body(environ: dict[str, Any]) -> bool:
+    """Whether the request announces a body (a non-zero length, or chunked)."""
+    return environ.get("CONTENT_LENGTH", "") not in ("", "0") or bool(
+        environ.get("HTTP_TRANSFER_ENCODING")
+    )
+
+
+def abandon_body(environ: dict[str, Any]) -> None:
+    """Read nothing more from this client: the rest of its body is neither waited for nor kept."""
+    with contextlib.suppress(KeyError, OSError):
+        environ["gunicorn.socket"].shutdown(socket.SHUT_RD)
+
+
+def _framing_errors() -> tuple[type[Exception], ...]:
+    """gunicorn's errors for a malformed body (bad chunk sizes, missing CRLF, bad trailers)."""
+    from gunicorn.http.errors import ParseException
+
+    return (ParseException,)
+
+
+class TimedInput:
+    """``wsgi.input`` whose stalls are 408 and whose framing errors are 400."""
+
+    def __init__(self, stream: Any, environ: dict[str, Any]) -> None:
+        self._stream = stream
+        self._environ = environ
+        self._framing_errors = _framing_errors()
+
+    def _guarded(self, read: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return read(*args)
+        except TimeoutError:
+            abandon_body(self._environ)
+            raise RequestTimeout(BODY_TIMEOUT) from None
+        except self._framing_errors:
+            abandon_body(self._environ)
+            raise BadRequest(MALFORMED_BODY) from None
+
+    def read(self, *args: Any) -> bytes:
+        return self._guarded(self._stream.read, *args)
+
+    def readline(self, *args: Any) -> bytes:
+        return self._guarded(self._stream.readline, *args)
+
+    def readlines(self, *args: Any) -> list[bytes]:
+        return self._guarded(self._stream.readlines, *args)
+
+    def __iter__(self) -> TimedInput:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+class BodyTimeout:
+    """Under gunicorn, a client that sends or takes no byte for ``seconds`` is given up."""
+
+    def __init__(self, app: WSGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]):
+        client = environ.get("gunicorn.socket")
+        if client is not None:
+            client.settimeout(self.seconds)
+            environ["wsgi.input"] = TimedInput(environ["wsgi.input"], environ)
+        return self.app(environ, start_response)
+
+
+class BodyAdmission:
+    """At most ``slots`` requests with a body at once; the others get 503 without being read."""
+
+    def __init__(self, app: WSGIApp, slots: int) -> None:
+        self.app = app
+        self._slots = threading.BoundedSemaphore(slots)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]):
+        if not has_body(environ):
+            return self.app(environ, start_response)
+        if not self._slots.acquire(blocking=False):
+            abandon_body(environ)
+            busy = Response(
+                f'{{"error": "{SERVER_BUSY}"}}',
+                503,
+                {"Retry-After": str(BUSY_RETRY_AFTER_S)},
+                mimetype="application/json",
+            )
+            return busy(environ, start_response)
+        try:
+            body = self.app(environ, start_response)
+        except BaseException:
+            self._slots.release()
+            raise
+        return ClosingIterator(body, self._slots.release)
+
+
+def admit_bodies(worker: Any, reserved_threads: int) -> None:
+    """gunicorn ``post_worker_init``: keep ``reserved_threads`` threads free of body requests."""
+    slots = worker.cfg.threads - reserved_threads
+    if slots < 1:
+        worker.log.warning(
+            "%d threads, %d reserved: no room to keep threads free of uploads",
+            worker.cfg.threads,
+            reserved_threads,
+        )
+        return
+    worker.wsgi = BodyAdmission(worker.wsgi, slots)
+
+
+def time_out_headers(worker: Any, seconds: int) -> None:
+    """gunicorn ``post_worker_init``: a client stalling its request headers is dropped.
+
+    gunicorn reads headers with blocking reads that never time out; ``SO_RCVTIMEO`` on the
+    listening sockets is inherited by every accepted connection and bounds each of those reads.
+    """
+    for listener in worker.sockets:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", seconds, 0))
