@@ -72,6 +72,7 @@ ENCODINGS = [
         "JPEG lossless SV1 (dcmcjpeg +e1)", ("dcmcjpeg", "+e1"), "1.2.840.10008.1.2.4.70", True
     ),
     Encoding("JPEG lossless (dcmcjpeg +el)", ("dcmcjpeg", "+el"), "1.2.840.10008.1.2.4.57", True),
+    Encoding("JPEG baseline (dcmcjpeg +eb)", ("dcmcjpeg", "+eb"), "1.2.840.10008.1.2.4.50", False),
     Encoding("JPEG extended (dcmcjpeg +ee)", ("dcmcjpeg", "+ee"), "1.2.840.10008.1.2.4.51", False),
     Encoding("JPEG-LS lossless (dcmcjpls)", ("dcmcjpls",), "1.2.840.10008.1.2.4.80", True),
     Encoding(
