@@ -360,6 +360,48 @@ def test_without_positions_instance_number_then_uid_orders(tmp_path: Path) -> No
     assert uids == ["1.4.8", "1.4.3", "1.4.9", "1.4.1"]
 
 
+def test_files_without_series_uid_are_one_series_per_folder(tmp_path: Path) -> None:
+    paths = []
+    for folder, n in (("a", 2), ("b", 3)):
+        (tmp_path / folder).mkdir()
+        for index in range(n):
+            ds = ct_dataset(index=index, study_uid="1.8")
+            del ds.SeriesInstanceUID
+            paths.append(write_dataset(tmp_path / folder / f"{index}.dcm", ds))
+    names = {path: path.relative_to(tmp_path).as_posix() for path in paths}
+    (study,) = group_studies(read_instances(paths, names=names)[0])
+    assert [(s.series_uid, s.images) for s in study.series] == [("", 2), ("", 3)]
+    assert choose_series(study).instances[0].name == "b/0.dcm"
+
+
+def test_a_duplicate_keeps_the_first_complete_copy(tmp_path: Path) -> None:
+    whole = write_ct_file(tmp_path / "b.dcm", sop_instance_uid="1.2.3.4.5")
+    cut(whole, tmp_path / "a.dcm", whole.stat().st_size - 10)
+    (study,) = group_studies(read_instances([tmp_path / "a.dcm", whole])[0])
+    assert [i.path for i in study.instances] == [whole]
+    assert [(item.path, item.reason) for item in study.left_out] == [
+        (str(tmp_path / "a.dcm"), f"duplicate of {whole}")
+    ]
+
+
+def test_irregular_or_missing_geometry_gives_no_spacing(tmp_path: Path) -> None:
+    regular = write_ct_series(tmp_path / "r", n_slices=3, series_uid="1.9.1")
+    gap = write_ct_series(tmp_path / "g", n_slices=4, series_uid="1.9.2")
+    gap[3].unlink()  # positions 0, 2.5, 5: regular
+    gap = gap[:3]
+    ds = dcmread(gap[2])
+    ds.ImagePositionPatient = [-100, -100, 9.0]  # 0, 2.5, 9: irregular
+    ds.save_as(gap[2])
+    spacings = {
+        s.series_uid: s.spacing
+        for study in group_studies(read_instances([*regular, *gap])[0])
+        for s in study.series
+    }
+    assert spacings == {"1.9.1": pytest.approx((2.5, 0.7, 0.7)), "1.9.2": None}
+    (one,) = group_studies([read_instance(regular[0])])
+    assert one.series[0].spacing is None
+
+
 # --- volumes --------------------------------------------------------------------------------
 
 

@@ -85,6 +85,7 @@ def test_bulk_run_rows_volumes_and_skipped_lines(client, classic, tmp_path, reco
         entries.update({f"{folder}/{path.name}": path.read_bytes() for path in deflated})
     enhanced = Path(get_testdata_file("eCT_Supplemental.dcm"))
     entries["enhanced/eCT_Supplemental.dcm"] = enhanced.read_bytes()
+    entries["anna/cut.dcm"] = entries.pop(next(iter(entries)))[:-100]  # one of anna's 3
     response = post_archive(client, zip_of(entries))
     assert response.status_code == 201, response.get_json()
     run = client.get(f"/api/bulk-runs/{response.get_json()['id']}").get_json()
@@ -99,7 +100,7 @@ def test_bulk_run_rows_volumes_and_skipped_lines(client, classic, tmp_path, reco
         ("enhanced/eCT_Supplemental.dcm", dcmread(enhanced).StudyInstanceUID, "Success"),
     ]  # "backup" sorts before "deflated", so its copies are the ones used
     volumes = {item.series_uid or item.instance_names[0].split("/")[0]: item for item in recording}
-    assert volumes["anna"].volume.shape[0] == 3 and volumes["boris"].volume.shape[0] == 4
+    assert volumes["anna"].volume.shape[0] == 2 and volumes["boris"].volume.shape[0] == 4
     np.testing.assert_array_equal(volumes[SERIES_UID].volume, classic_hu())
     assert volumes[SERIES_UID].spacing == pytest.approx(SPACING)
     assert volumes[dcmread(enhanced).SeriesInstanceUID].volume.shape == (2, 512, 512)
@@ -108,6 +109,9 @@ def test_bulk_run_rows_volumes_and_skipped_lines(client, classic, tmp_path, reco
     )
     errors = list(workbook["Errors"].iter_rows(min_row=2, values_only=True))
     assert errors == [
-        (f"deflated/{path.name}", "Skipped", f"duplicate of backup/{path.name}")
-        for path in sorted(deflated, key=lambda path: path.name)
+        ("anna/cut.dcm", "Skipped", "pixel data truncated: 412 of 512 bytes"),
+        *[
+            (f"deflated/{path.name}", "Skipped", f"duplicate of backup/{path.name}")
+            for path in sorted(deflated, key=lambda path: path.name)
+        ],
     ]

@@ -210,6 +210,18 @@ def test_decoder_crash_and_unknown_syntax_are_failures_with_a_reason(tmp_path) -
     assert "no pixel data decoder for transfer syntax JPEG 2000 Part 2" in part2.error
 
 
+def test_a_frame_of_another_shape_is_a_failure_never_a_silent_success(tmp_path) -> None:
+    paths = write_ct_series(tmp_path, n_slices=3, study_uid="1.5", series_uid="1.5.1")
+    odd = dcmread(paths[1])
+    odd.Rows, odd.Columns = 8, 8
+    odd.PixelData = odd.PixelData[: 8 * 8 * 2]
+    odd.save_as(paths[1])
+    analysis = analyze(paths, root=tmp_path)
+    assert not analysis.ok
+    assert analysis.error.startswith("PixelDecodeError: 1_0001.dcm: pixel data of shape (8, 8)")
+    assert analysis.report.series_uid == "1.5.1"
+
+
 def test_the_decoders_extra_alone_decodes_every_compressed_encoding(classic, tmp_path) -> None:
     """Other decoders that happen to be installed (pyjpegls, GDCM, Pillow) are blocked."""
     folders = []
