@@ -74,6 +74,9 @@ def _records(data: bytes, name: str) -> tuple[int, int]:
     raw = name.encode()
     end = data.rindex(b"PK\x05\x06")
     (start,) = struct.unpack_from("<I", data, end + 16)
+    if start == 0xFFFFFFFF:  # in the Zip64 end record, which the locator before ``end`` points to
+        (zip64_end,) = struct.unpack_from("<Q", data, end - 20 + 8)
+        (start,) = struct.unpack_from("<Q", data, zip64_end + 48)
     position = start
     while data[position : position + 4] == b"PK\x01\x02":
         name_length, extra_length, comment_length = struct.unpack_from("<HHH", data, position + 28)
