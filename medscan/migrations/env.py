@@ -95,6 +95,7 @@ def run_migrations_online():
             # The app's statement timeout (MEDSCAN_DB_STATEMENT_TIMEOUT_S) bounds requests;
             # building an index on a large table may take longer.
             connection.exec_driver_sql("SET statement_timeout = 0")
+            connection.commit()  # the session setting stays; the migrations run in their own
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
