@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import unicodedata
 import uuid
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote
 
 import flask_smorest
 from flask import abort, url_for
 from webargs.flaskparser import FlaskParser
+from webargs.flaskparser import abort as abort_invalid
 from werkzeug.datastructures import CombinedMultiDict
 
 from medscan.extensions import db
@@ -17,6 +19,11 @@ from medscan.extensions import db
 ModelT = TypeVar("ModelT")
 
 JSON_REQUIRED = "Content-Type must be application/json"
+
+
+def invalid_json(reason: str) -> NoReturn:
+    """400 with ``details.json`` naming why the body is refused."""
+    abort_invalid(400, messages={"json": [f"Invalid JSON body: {reason}."]})
 
 
 class ArgumentsParser(FlaskParser):
@@ -33,9 +40,22 @@ class ArgumentsParser(FlaskParser):
         return self._makeproxy(CombinedMultiDict([req.form, req.files]), schema)
 
     def _raw_load_json(self, req) -> Any:
+        """The JSON body; hostile JSON (too deep, huge integers, lone surrogates) is invalid."""
         if not req.is_json:
             abort(415, JSON_REQUIRED)
-        return super()._raw_load_json(req)
+        try:
+            data = super()._raw_load_json(req)
+            # Strings must be storable text: a lone surrogate ("\ud800") cannot be encoded.
+            json.dumps(data, ensure_ascii=False).encode()
+        except RecursionError:
+            invalid_json("nested too deeply")
+        except UnicodeEncodeError:
+            invalid_json("a string holds a lone surrogate")
+        except json.JSONDecodeError:
+            raise
+        except ValueError:  # an integer over Python's 4300-digit conversion limit
+            invalid_json("a number is too long")
+        return data
 
 
 class Blueprint(flask_smorest.Blueprint):

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import marshmallow as ma
+from flask_smorest.fields import Upload
+from werkzeug.datastructures import FileStorage
 
 from medscan.analyzer.report import ReportRow
 
@@ -32,6 +34,15 @@ class Text(ma.fields.String):
         if "\x00" in text:
             raise ma.ValidationError("Must not contain NUL characters.")
         return text.strip() if self.strip else text
+
+
+class FilePart(Upload):
+    """A multipart file part; a plain form field of that name (no ``filename``) is refused."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> FileStorage:
+        if not isinstance(value, FileStorage):
+            raise ma.ValidationError("Must be a file part (with a filename), not a form field.")
+        return value
 
 
 class InputSchema(ma.Schema):

@@ -9,6 +9,7 @@ is one rename. Every temp file not renamed by the view is removed when the reque
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -19,6 +20,7 @@ from typing import Any
 
 from flask import Flask, Request, current_app, request
 from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser, MultiPartParser
 
 from medscan.server import BodyTimeout
@@ -33,6 +35,7 @@ class SpooledUpload:
         self.path = Path(name)
         self.size = 0
         self._file = os.fdopen(fd, "w+b")
+        self.persisted = False
         self._sha256 = hashlib.sha256()
 
     def write(self, data: bytes) -> int:
@@ -50,11 +53,18 @@ class SpooledUpload:
         os.fsync(self._file.fileno())
         self._file.close()
         os.replace(self.path, target)
+        self.persisted = True
 
     def discard(self) -> None:
-        """Close and delete the temp file unless it was persisted."""
-        self._file.close()
-        self.path.unlink(missing_ok=True)
+        """Delete the temp file unless it was persisted, and close it.
+
+        Deleted first: on a full disk, closing fails to flush what is still buffered, and that
+        must neither keep the file nor stop the request from being answered.
+        """
+        if not self.persisted:
+            self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self._file.close()
 
     def __getattr__(self, name: str) -> Any:
         # read, seek, tell, flush, close... for werkzeug's FileStorage
@@ -66,8 +76,36 @@ class SpooledUpload:
 UPLOAD_READ_SIZE = 2**20
 
 
+class FormTooLarge(HTTPException):
+    """A text field or the number of parts over its own limit (not the body-size limit)."""
+
+    code = 413
+
+
+class BodyTooLarge(RequestEntityTooLarge):
+    """The body itself over the request's limit, told apart from the form's own limits."""
+
+
+class _BodyReads:
+    """The body stream, its over-the-limit error marked as ``BodyTooLarge``."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._stream.read(size)
+        except RequestEntityTooLarge:
+            raise BodyTooLarge() from None
+
+
 class LargeReadFormDataParser(FormDataParser):
-    """werkzeug's form parser, reading multipart bodies ``UPLOAD_READ_SIZE`` bytes at a time."""
+    """werkzeug's form parser, reading multipart bodies ``UPLOAD_READ_SIZE`` bytes at a time.
+
+    Its 413 for a text field over ``max_form_memory_size`` or more than ``max_form_parts``
+    parts becomes ``FormTooLarge`` naming those limits, so that the upload endpoints' own 413
+    (the file size) is kept for bodies over their size.
+    """
 
     def _parse_multipart(self, stream, mimetype, content_length, options):
         boundary = options.get("boundary", "").encode("ascii")
@@ -80,7 +118,16 @@ class LargeReadFormDataParser(FormDataParser):
             cls=self.cls,
             buffer_size=UPLOAD_READ_SIZE,
         )
-        form, files = parser.parse(stream, boundary, content_length)
+        try:
+            form, files = parser.parse(_BodyReads(stream), boundary, content_length)
+        except BodyTooLarge:
+            raise
+        except RequestEntityTooLarge:
+            field_mb = (self.max_form_memory_size or 0) / 2**20
+            raise FormTooLarge(
+                f"Form too large: a text field holds at most {field_mb:g} MB and a form at "
+                f"most {self.max_form_parts} parts"
+            ) from None
         return stream, form, files
 
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from flask_smorest.fields import Upload
 
 from medscan.paging import PageArgsSchema, page_schema
-from medscan.schemas import Timestamp, report_fields
+from medscan.schemas import FilePart, Timestamp, report_fields
 
 
 class BulkUploadSchema(ma.Schema):
     """The archive: a ZIP of DICOM studies, folders of slices and nested study ZIPs."""
 
-    file = Upload(required=True)
+    file = FilePart(required=True)
 
 
 class ModelInfoSchema(ma.Schema):

@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import parse_range_header
 
 from medscan.analysis import analyze_stored_scan, current_model, unpack_limits
 from medscan.api import Blueprint, content_disposition, get_or_404, location_of, parse_uuid
@@ -169,6 +170,11 @@ def download(scan_id: str):
     if not path.is_file():
         current_app.logger.error("Scan %s has no stored file at %s", scan.id, path)
         abort(404, NOT_FOUND)
+    # RFC 9110 14.2: a Range that is not one well-formed bytes range (another unit, bad
+    # syntax, several ranges) is ignored: 200 with the whole file. werkzeug would answer 416.
+    sent_range = parse_range_header(request.headers.get("Range"))
+    if sent_range is None or sent_range.units != "bytes" or len(sent_range.ranges) != 1:
+        request.environ.pop("HTTP_RANGE", None)
     response = send_file(
         path,
         mimetype="application/octet-stream",

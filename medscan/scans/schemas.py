@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from flask_smorest.fields import Upload
 
 from medscan.paging import PageArgsSchema, page_schema
 from medscan.patients.schemas import DESCRIPTION_LENGTH
-from medscan.schemas import InputSchema, ReportSchema, Text, Timestamp
+from medscan.schemas import FilePart, InputSchema, ReportSchema, Text, Timestamp
 
 
 class ScanSchema(ma.Schema):
@@ -34,7 +33,7 @@ class ScanUploadSchema(ma.Schema):
     """A scan upload: the patient, the file (a DICOM file or a ZIP of one series), a note."""
 
     patient_id = ma.fields.UUID(required=True)
-    file = Upload(required=True, metadata={"description": "DICOM (Part 10 or raw) or a ZIP"})
+    file = FilePart(required=True, metadata={"description": "DICOM (Part 10 or raw) or a ZIP"})
     description = Text(allow_none=True, validate=DESCRIPTION_LENGTH)
 
 
