@@ -90,7 +90,10 @@ def bulk_command(archive: Path, output: Path) -> None:
     run = build_run(
         result, file_name=archive.name, created_at=created_at, model=model, threshold=threshold
     )
-    write_report(output, run)
+    try:
+        write_report(output, run)
+    except OSError as exc:  # a full disk, say: the partial file is already gone
+        raise click.ClickException(f"cannot write {output}: {exc.strerror}") from exc
     click.echo(f"{output}: {run.studies} studies, {run.failed} failed, {run.skipped} skipped files")
 
 

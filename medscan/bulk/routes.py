@@ -159,7 +159,12 @@ def report_file(name: str, mimetype: str, write: Callable[[BinaryIO], None]):
     """Send what ``write`` puts in a temp file: the report is never held whole in memory."""
     # An anonymous temp file: already gone from the disk, freed when the response closes it.
     handle = tempfile.TemporaryFile(dir=current_app.config["MEDSCAN_WORK_DIR"])  # noqa: SIM115
-    write(handle)
+    try:
+        write(handle)
+        handle.flush()  # a full disk shows here at the latest (503, errors.disk_full)
+    except BaseException:
+        handle.close()  # frees what was written at once
+        raise
     handle.seek(0)
     response = send_file(handle, mimetype=mimetype, max_age=0)
     response.headers["Content-Disposition"] = content_disposition(name)
