@@ -331,8 +331,7 @@ def _open_zip(path: Path | str) -> Iterator[tuple[_Source, zipfile.ZipFile]]:
         raise NotAZip(detail=f"{os.fspath(path)!r} starts with {head!r}")
     with ExitStack() as stack:
         try:
-            source, misflagged = _source(path)
-            archive = stack.enter_context(source.open())
+            source, archive, misflagged = _source(path, stack)
         except (zipfile.BadZipFile, EOFError, ValueError, struct.error, NotImplementedError) as exc:
             raise CorruptedZip(detail=f"central directory unreadable: {exc}") from exc
         _check_overlaps(path, archive)
@@ -341,24 +340,28 @@ def _open_zip(path: Path | str) -> Iterator[tuple[_Source, zipfile.ZipFile]]:
         yield source, archive
 
 
-def _source(path: Path) -> tuple[_Source, set[int]]:
-    """The archive as zipfile can read it, and the indices of entries misflagged UTF-8."""
+def _source(path: Path, stack: ExitStack) -> tuple[_Source, zipfile.ZipFile, set[int]]:
+    """Open the archive in ``stack`` as zipfile can read it; also which entries are misflagged."""
     try:
-        with zipfile.ZipFile(path):
-            return _Source(path), set()
+        return _Source(path), stack.enter_context(zipfile.ZipFile(path)), set()
     except UnicodeDecodeError:
         pass
     masks, misflagged = _utf8_flag_masks(path)
     with _Source(path, masks).open() as archive:
         infos = archive.infolist()
+        if len(infos) <= max(misflagged, default=-1):
+            raise CorruptedZip(detail="central directory records cannot be counted")
         with open(path, "rb") as file:
             for index in misflagged:
                 offset = infos[index].header_offset + 7  # the high byte of the local header flags
+                if offset < 7:
+                    continue  # before the file: _check_overlaps refuses it
                 file.seek(offset)
                 high = file.read(1)
                 if high and high[0] & _UTF8_BIT_IN_HIGH_BYTE:
                     masks[offset] = high[0] & ~_UTF8_BIT_IN_HIGH_BYTE
-    return _Source(path, masks), misflagged
+    source = _Source(path, masks)
+    return source, stack.enter_context(source.open()), misflagged
 
 
 def _utf8_flag_masks(path: Path) -> tuple[dict[int, int], set[int]]:
@@ -442,6 +445,8 @@ def _decode_name(info: zipfile.ZipInfo, *, misflagged: bool) -> str:
     if info.flag_bits & _FLAG_UTF8:
         return info.filename
     raw = info.orig_filename.encode("cp437").split(b"\0", 1)[0]
+    if raw.isascii():
+        return info.filename
     if misflagged:
         return raw.decode("utf-8", "replace")
     for encoding in ("utf-8", "cp866"):

@@ -27,6 +27,7 @@ from medscan.bulk.archive import (
     extract_archive,
     inspect_zip,
     is_litter,
+    is_unsafe_name,
     safe_relpath,
     sweep_stale_work_dirs,
     work_dir,
@@ -106,6 +107,26 @@ def is_dicom(stream: BinaryIO) -> bool:
 )
 def test_safe_relpath(name: str, expected: str | None) -> None:
     assert safe_relpath(name) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "unsafe"),
+    [
+        ("a/b.dcm", False),
+        ("a\\b.dcm", False),
+        ("a//./b", False),
+        ("..a/b..", False),
+        ("/etc/x", True),
+        ("\\x", True),
+        ("C:x", True),
+        ("a/../b", True),
+        ("a\\..\\b", True),
+        ("", True),
+        (".", True),
+    ],
+)
+def test_is_unsafe_name(name: str, unsafe: bool) -> None:
+    assert is_unsafe_name(name) is unsafe
 
 
 @pytest.mark.parametrize(
