@@ -49,6 +49,8 @@ _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})  # (Float/Double F
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _ITEM = (0xFFFE, 0xE000)
 _NATIVE_SYNTAXES = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian})
+#: More frames than this in one instance is not believed (the header would cost gigabytes).
+MAX_FRAMES = 100_000
 #: The pixel problem of an instance that is not an image (no pixel data element at all).
 NO_PIXEL_DATA = "no pixel data"
 
@@ -354,7 +356,10 @@ def _read(stream: BinaryIO, path: Path, name: str, size: int | None) -> Instance
     header = _read_header(stream, name)
     try:
         instance = _instance(path, name, header)
-        problem = _pixel_problem(instance, header.pixel, stream, size)
+        if not instance.frames:
+            problem = f"NumberOfFrames {instance.number_of_frames} not in 1..{MAX_FRAMES}"
+        else:
+            problem = _pixel_problem(instance, header.pixel, stream, size)
     except OSError as exc:
         raise DicomReadError(name, f"cannot read: {exc.strerror or exc}") from exc
     except (ValueError, TypeError, AttributeError) as exc:  # values pydicom cannot convert
@@ -367,7 +372,8 @@ def _instance(path: Path, name: str, header: _Header) -> Instance:
     ds = header.dataset
     meta = ds.file_meta
     number_of_frames = _int_or_none(ds, "NumberOfFrames") or 1
-    frames = _frames(ds, number_of_frames)
+    frames = _frames(ds, number_of_frames) if 1 <= number_of_frames <= MAX_FRAMES else ()
+    first = frames[0] if frames else None
     return Instance(
         path=path,
         name=name,
@@ -377,8 +383,8 @@ def _instance(path: Path, name: str, header: _Header) -> Instance:
         sop_class_uid=str(ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")),
         series_number=_int_or_none(ds, "SeriesNumber"),
         instance_number=_int_or_none(ds, "InstanceNumber"),
-        image_position=frames[0].position,
-        image_orientation=frames[0].orientation,
+        image_position=first.position if first else None,
+        image_orientation=first.orientation if first else None,
         image_type=tuple(str(value).strip().upper() for value in _values(ds, "ImageType")),
         modality=str(ds.get("Modality") or ""),
         transfer_syntax_uid=str(header.transfer_syntax_uid),

@@ -182,6 +182,14 @@ def test_missing_or_short_pixel_data_is_a_pixel_problem(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("frames", [-3, 10**9])
+def test_an_unbelievable_number_of_frames_is_a_pixel_problem(tmp_path: Path, frames: int) -> None:
+    ds = ct_dataset()
+    ds.NumberOfFrames = frames
+    instance = read_instance(write_dataset(tmp_path / "a.dcm", ds))
+    assert instance.pixel_problem == f"NumberOfFrames {frames} not in 1..100000"
+
+
 def test_pydicom_truncated_sample_has_a_pixel_problem() -> None:
     instance = read_instance(sample_file("MR_truncated.dcm"))
     assert instance.pixel_problem == "pixel data truncated: 8130 of 8192 bytes"
