@@ -58,14 +58,37 @@ class ArgumentsParser(FlaskParser):
         return data
 
 
+# What any request with a body may also answer (medscan/server.py, CONTRACT.md Conventions).
+BODY_RESPONSES = {
+    408: "Request body timeout: no byte for MEDSCAN_BODY_TIMEOUT_S",
+    503: "Server busy (no thread free for a body) or not enough disk space; see Retry-After",
+}
+
+
 class Blueprint(flask_smorest.Blueprint):
-    """A flask-smorest blueprint that validates with ``ArgumentsParser``."""
+    """A flask-smorest blueprint that validates with ``ArgumentsParser``.
+
+    Views taking a body (JSON or multipart) document the answers every body can get.
+    """
 
     ARGUMENTS_PARSER = ArgumentsParser()
     DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
         **flask_smorest.Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
         "multipart": "multipart/form-data",
     }
+
+    def arguments(self, schema, *, location: str = "json", **kwargs: Any):
+        parse = super().arguments(schema, location=location, **kwargs)
+        if location not in ("json", "multipart"):
+            return parse
+
+        def parse_and_document(view):
+            view = parse(view)
+            for status, description in BODY_RESPONSES.items():
+                view = self.alt_response(status, description=description)(view)
+            return view
+
+        return parse_and_document
 
 
 def parse_uuid(raw: str) -> uuid.UUID | None:
