@@ -43,9 +43,9 @@ class Series:
 
     def __post_init__(self) -> None:
         self._slices = slice_order(self.instances)
-        order = {id(s.instance): None for s in self._slices}
-        by_id = {id(instance): instance for instance in self.instances}
-        self.instances = [by_id[key] for key in order]
+        by_id = {id(s.instance): s.instance for s in self._slices}
+        frameless = [instance for instance in self.instances if not instance.frames]
+        self.instances = [*by_id.values(), *frameless]
 
     @property
     def complete_instances(self) -> list[Instance]:

@@ -188,6 +188,8 @@ def test_an_unbelievable_number_of_frames_is_a_pixel_problem(tmp_path: Path, fra
     ds.NumberOfFrames = frames
     instance = read_instance(write_dataset(tmp_path / "a.dcm", ds))
     assert instance.pixel_problem == f"NumberOfFrames {frames} not in 1..100000"
+    (study,) = group_studies([instance])
+    assert [item.reason for item in study.left_out] == [instance.pixel_problem]
 
 
 def test_pydicom_truncated_sample_has_a_pixel_problem() -> None:
