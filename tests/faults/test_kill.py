@@ -83,7 +83,7 @@ def test_workers_killed_at_random_moments_leave_nothing_after_the_next_start(
     for thread in threads:
         thread.start()
     try:
-        for _ in range(8):
+        for _ in range(5):
             time.sleep(random.uniform(0.1, 0.5))
             (worker,) = server.workers()
             os.kill(worker, signal.SIGKILL)
