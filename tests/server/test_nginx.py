@@ -1,0 +1,117 @@
+"""deploy/nginx.conf in front of a real gunicorn: one request id, stalled bodies end at nginx."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from medscan.config import SETTINGS
+from tests.server.conftest import HEALTH, REPO, Server, free_port, read_answer
+from tests.server.test_slow_clients import REQUEST_THREADS, stalled_upload
+
+
+@pytest.fixture
+def nginx(start_server, tmp_path: Path, request):
+    """deploy/nginx.conf as shipped, pointed at a test gunicorn; yields (nginx, gunicorn).
+
+    Parametrized indirectly with ``[(shipped, replacement), ...]``, it changes those lines.
+    """
+    binary = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if binary is None:
+        if os.environ.get("MEDSCAN_REQUIRE_TOOLS") == "1":
+            pytest.fail("nginx is not installed")
+        pytest.skip("nginx is not installed")
+    app = start_server()
+    port = free_port()
+    conf = (REPO / "deploy" / "nginx.conf").read_text()
+    for shipped, here in [
+        ("user nginx;", "user root;"),
+        ("pid /var/run/nginx.pid;", f"pid {tmp_path}/nginx.pid;"),
+        ("error_log /dev/stderr warn;", f"error_log {tmp_path}/nginx-error.log warn;"),
+        ("access_log /dev/stdout medscan;", f"access_log {tmp_path}/nginx-access.log medscan;"),
+        ("server app:8000;", f"server 127.0.0.1:{app.port};"),
+        ("listen 80 default_server;", f"listen 127.0.0.1:{port} default_server;"),
+        *getattr(request, "param", ()),
+    ]:
+        assert shipped in conf
+        conf = conf.replace(shipped, here)
+    (tmp_path / "nginx.conf").write_text(conf)
+    command = [binary, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path), "-g", "daemon off;"]
+    process = subprocess.Popen(command)
+    proxy = Server(port, app.incoming)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            proxy.connect(timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nginx did not start, see {tmp_path}") from None
+            time.sleep(0.1)
+    yield proxy, app
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def request_ids(answer: bytes) -> list[str]:
+    """Every X-Request-ID header of a raw answer."""
+    head = answer.partition(b"\r\n\r\n")[0].decode()
+    return re.findall(r"(?im)^x-request-id: *(.*?)\r?$", head)
+
+
+def test_one_request_id_end_to_end(nginx):
+    proxy, app = nginx
+    for sent in (None, "client-id-1", "not a token", "x" * 200):
+        header = f"X-Request-ID: {sent}\r\n" if sent else ""
+        raw = f"GET /api/health HTTP/1.1\r\nHost: t\r\n{header}Connection: close\r\n\r\n"
+        ids = request_ids(proxy.exchange(raw.encode()))
+        assert len(ids) == 1
+        if sent == "client-id-1":
+            assert ids == [sent]
+        else:
+            assert re.fullmatch(r"[0-9a-f]{32}", ids[0])
+        # The id nginx passes on is one the app keeps (and logs) as it is.
+        direct = f"GET /api/health HTTP/1.1\r\nHost: t\r\nX-Request-ID: {ids[0]}\r\n"
+        assert request_ids(app.exchange(direct.encode() + b"Connection: close\r\n\r\n")) == ids
+    answer = proxy.exchange(b"GET /_error/404 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 404") and len(request_ids(answer)) == 1
+
+
+def test_nginx_drops_a_body_as_the_app_would(nginx):
+    """nginx's pause limit for a body is the app's MEDSCAN_BODY_TIMEOUT_S default."""
+    conf = (REPO / "deploy" / "nginx.conf").read_text()
+    app_default = dict(SETTINGS)["MEDSCAN_BODY_TIMEOUT_S"][1]
+    assert re.search(rf"^\s*client_body_timeout {app_default}s;", conf, re.M)
+
+
+@pytest.mark.parametrize(
+    "nginx", [[("client_body_timeout 30s;", "client_body_timeout 1s;")]], indirect=True
+)
+def test_stalled_bodies_behind_nginx_leave_health_answering_and_free_the_app(nginx):
+    proxy, app = nginx
+    stalled = [stalled_upload(proxy) for _ in range(REQUEST_THREADS)]
+    time.sleep(0.5)
+    assert any(app.incoming.iterdir())  # the bodies reached the app's threads
+    asked = time.monotonic()
+    assert proxy.exchange(HEALTH, timeout=2).startswith(b"HTTP/1.1 200")
+    assert time.monotonic() - asked < 2
+    answers = []
+    for sock in stalled:
+        with sock:
+            answers.append(read_answer(sock).partition(b"\r\n")[0])
+    # nginx closes a connection whose body timed out without an answer (or with its 408 JSON).
+    assert set(answers) <= {
+        b"",
+        b"HTTP/1.1 408 Request Time-out",
+        b"HTTP/1.1 503 SERVICE UNAVAILABLE",
+    }
+    time.sleep(0.5)
+    assert not any(app.incoming.iterdir())  # nginx closed, the app let go of its files
