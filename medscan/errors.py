@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import errno
+import traceback
+from contextlib import suppress
 from typing import Any
 
 from flask import Flask, Response, current_app, json
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from medscan.bulk.archive import ArchiveError, NotEnoughDiskSpace
@@ -73,6 +77,42 @@ def archive_error(error: ArchiveError) -> Response:
     return response
 
 
+# Seconds a client is asked to wait after a 503 for the database.
+DATABASE_RETRY_AFTER_S = 5
+# The database is down, unreachable, or gave up waiting (lock or statement timeout).
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
+
+
+def database_error(error: SQLAlchemyError) -> Response:
+    """503 ``Database unavailable`` in one log line; any other database error a 500 whose log
+    names the error class and code but never its message.
+
+    psycopg2 binds parameters into the SQL text, and PostgreSQL quotes that text (``LINE 1:
+    ... 'Иванов'``) and the values (``DETAIL: Key (...)=(...)``) in its messages, so messages
+    of failed statements are never logged.
+    """
+    with suppress(SQLAlchemyError):
+        db.session.rollback()
+    cause = getattr(error, "orig", None) or error
+    # SQLite reports its SQL errors (no such column...) as OperationalError too.
+    sql_error = getattr(cause, "sqlite_errorname", None) == "SQLITE_ERROR"
+    if isinstance(error, DATABASE_UNAVAILABLE) and not sql_error:
+        # Connection and timeout messages carry no SQL; the first line says enough.
+        first_line = next(iter(str(cause).strip().splitlines()), "")
+        current_app.logger.warning("Database unavailable: %s: %s", type(cause).__name__, first_line)
+        response = Response(json.dumps(error_body("Database unavailable")), 503)
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+    else:
+        code = getattr(cause, "pgcode", None) or getattr(cause, "sqlite_errorname", None)
+        stack = "".join(traceback.format_tb(error.__traceback__))
+        current_app.logger.error(
+            "Database error %s (%s), message withheld:\n%s", type(cause).__name__, code, stack
+        )
+        response = Response(json.dumps(error_body("Internal Server Error")), 500)
+    response.mimetype = "application/json"
+    return response
+
+
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -93,3 +133,4 @@ def register_errors(app: Flask) -> None:
     app.register_error_handler(HTTPException, json_error)
     app.register_error_handler(ArchiveError, archive_error)
     app.register_error_handler(OSError, disk_full)
+    app.register_error_handler(SQLAlchemyError, database_error)
