@@ -26,7 +26,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# The newest PostgreSQL server installed (Debian layout: /usr/lib/postgresql/<major>/bin).
+PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+PG_BIN = PG_BINS[-1].parent if PG_BINS else Path("/nonexistent")
 
 
 def need_tool(available: bool, what: str) -> None:
