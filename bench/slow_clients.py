@@ -38,6 +38,9 @@ BODY_HEAD = (
     "--b\r\nCo"
 )
 HEADERS_HEAD = "GET /api/health HTTP/1.1\r\nHo"
+# A body the view never reads: the answer comes at once, then gunicorn drains what is left.
+UNREAD_HEAD = "GET /api/health HTTP/1.1\r\nHost: bench\r\nContent-Length: 1000\r\n\r\nabcdefg"
+HEADS = {"body": BODY_HEAD, "headers": HEADERS_HEAD, "unread": UNREAD_HEAD}
 PROBE_PATHS = ("/api/health", "/api/v1/patients")
 
 
@@ -147,7 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1])
     parser.add_argument("--stalled", type=int, default=8, help="stalled connections (8)")
-    parser.add_argument("--stall", choices=("body", "headers"), default="body")
+    parser.add_argument("--stall", choices=HEADS, default="body")
     parser.add_argument("--seconds", type=float, default=20, help="probe duration (20)")
     parser.add_argument("--request-timeout", type=float, default=10, help="per probe (10 s)")
     parser.add_argument(
@@ -155,7 +158,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     extra_env = dict(item.split("=", 1) for item in args.env)
-    head = BODY_HEAD if args.stall == "body" else HEADERS_HEAD
+    head = HEADS[args.stall]
 
     with tempfile.TemporaryDirectory(prefix="medscan-slow-") as tmp:
         port = free_port()

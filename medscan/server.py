@@ -6,7 +6,8 @@ Two WSGI middlewares:
   client's socket gives up after ``MEDSCAN_BODY_TIMEOUT_S``. A body that stalls answers 408, a
   body whose chunked framing is broken answers 400, and the rest of the body is abandoned
   (``SHUT_RD``), so that neither gunicorn's drain after the answer nor its closing handshake
-  waits on a client that has stopped sending.
+  waits on a client that has stopped sending; so is a body left unread by the view that does
+  not arrive within ``DRAIN_S`` after the answer.
 - ``BodyAdmission`` (installed by ``gunicorn.conf.py`` in each worker, which knows its thread
   count): at most ``slots`` requests with a body are served at once per worker; the threads left
   over stay free for requests without one (health checks, GETs, analyses). A body request
@@ -19,6 +20,7 @@ import contextlib
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -32,6 +34,9 @@ BODY_TIMEOUT = "Request body timeout"
 MALFORMED_BODY = "Malformed request body"
 SERVER_BUSY = "Server busy"
 BUSY_RETRY_AFTER_S = 2
+# After the answer, how long and how much of an unread body is still read (then abandoned).
+DRAIN_S = 1.0
+DRAIN_MAX_BYTES = 64 * 1024
 
 
 def has_body(environ: dict[str, Any]) -> bool:
@@ -90,6 +95,27 @@ class TimedInput:
             raise StopIteration
         return line
 
+    def finish(self) -> None:
+        """After the answer: read what is left of a body briefly, else abandon it.
+
+        A view that answers without reading the body (401, 404, 413...) leaves it to gunicorn,
+        which drains it for up to 5 s per request with the thread held, then waits up to 2 s
+        on its main loop for the client to close. A body that is already here is drained (so
+        the connection lives on and the client surely reads the answer); one that does not
+        arrive within ``DRAIN_S`` is abandoned instead.
+        """
+        client = self._environ["gunicorn.socket"]
+        deadline = time.monotonic() + DRAIN_S
+        drained = 0
+        with contextlib.suppress(Exception):  # a body that failed or timed out: abandoned
+            while drained <= DRAIN_MAX_BYTES and (left := deadline - time.monotonic()) > 0:
+                client.settimeout(left)
+                data = self._stream.read(DRAIN_MAX_BYTES)
+                if not data:
+                    return
+                drained += len(data)
+        abandon_body(self._environ)
+
 
 class BodyTimeout:
     """Under gunicorn, a client that sends or takes no byte for ``seconds`` is given up."""
@@ -100,10 +126,14 @@ class BodyTimeout:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]):
         client = environ.get("gunicorn.socket")
-        if client is not None:
-            client.settimeout(self.seconds)
-            environ["wsgi.input"] = TimedInput(environ["wsgi.input"], environ)
-        return self.app(environ, start_response)
+        if client is None:
+            return self.app(environ, start_response)
+        client.settimeout(self.seconds)
+        if not has_body(environ):  # the answer stays a plain iterable: downloads use sendfile
+            return self.app(environ, start_response)
+        body = TimedInput(environ["wsgi.input"], environ)
+        environ["wsgi.input"] = body
+        return ClosingIterator(self.app(environ, start_response), body.finish)
 
 
 class BodyAdmission:

@@ -85,7 +85,7 @@ def test_one_request_id_end_to_end(nginx):
     assert answer.startswith(b"HTTP/1.1 404") and len(request_ids(answer)) == 1
 
 
-def test_nginx_drops_a_body_as_the_app_would(nginx):
+def test_nginx_drops_a_body_as_the_app_would():
     """nginx's pause limit for a body is the app's MEDSCAN_BODY_TIMEOUT_S default."""
     conf = (REPO / "deploy" / "nginx.conf").read_text()
     app_default = dict(SETTINGS)["MEDSCAN_BODY_TIMEOUT_S"][1]

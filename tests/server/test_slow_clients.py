@@ -97,3 +97,20 @@ def test_malformed_chunked_bodies_are_400(start_server):
     for chunks in (b"zz\r\n{}\r\n0\r\n\r\n", b"2\r\n{}0\r\n\r\n"):  # size zz, CRLF missing
         answer = server.exchange(head + chunks)
         assert status_and_body(answer) == (400, {"error": "Malformed request body"})
+
+
+def test_bodies_a_view_leaves_unread_do_not_hold_threads_after_the_answer(start_server):
+    server = start_server()
+    unread = b"GET /api/health HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\nabcdefg"
+    stalled = []
+    for _ in range(REQUEST_THREADS):
+        sock = server.connect()
+        sock.sendall(unread)
+        stalled.append(sock)
+    time.sleep(0.2)
+    for _ in range(10):
+        asked = time.monotonic()
+        assert server.exchange(HEALTH, timeout=2).startswith(b"HTTP/1.1 200")
+        assert time.monotonic() - asked < 2
+    for sock in stalled:
+        sock.close()
