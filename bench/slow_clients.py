@@ -7,7 +7,8 @@
 Starts ``gunicorn -c gunicorn.conf.py wsgi:app`` from ``--repo`` on a throw-away SQLite
 database, opens ``--stalled`` connections that each send a request and then stop sending:
 ``body`` sends a scan upload's headers with ``Content-Length: 1000`` and 7 body bytes,
-``headers`` sends half a request line. Meanwhile one client alternates ``GET /api/health`` and
+``headers`` sends half a request line, ``unread`` sends a GET with a body that never comes,
+``idle`` connects and sends nothing. Meanwhile one client alternates ``GET /api/health`` and
 ``GET /api/v1/patients`` for ``--seconds`` and prints their latency (p50, p95, max; a request
 that gets no answer in ``--request-timeout`` seconds counts as a failure at that time), then
 what each stalled connection received (a status, or nothing) and when.
@@ -40,7 +41,7 @@ BODY_HEAD = (
 HEADERS_HEAD = "GET /api/health HTTP/1.1\r\nHo"
 # A body the view never reads: the answer comes at once, then gunicorn drains what is left.
 UNREAD_HEAD = "GET /api/health HTTP/1.1\r\nHost: bench\r\nContent-Length: 1000\r\n\r\nabcdefg"
-HEADS = {"body": BODY_HEAD, "headers": HEADERS_HEAD, "unread": UNREAD_HEAD}
+HEADS = {"body": BODY_HEAD, "headers": HEADERS_HEAD, "unread": UNREAD_HEAD, "idle": ""}
 PROBE_PATHS = ("/api/health", "/api/v1/patients")
 
 
