@@ -285,7 +285,10 @@ class StorageSweeper:
 
     def _run(self) -> None:
         while True:
-            sweep_once(self.app)
+            try:
+                sweep_once(self.app)
+            except Exception:  # a bug must not end the sweeps; database errors are one line
+                log.exception("Storage sweep failed")
             time.sleep(self.interval_s * random.uniform(0.9, 1.1))
 
 
