@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +28,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.server.gunicorn import (  # noqa: E402
+    free_port,
+    kill_gunicorn,
+    server_env,
+    start_gunicorn,
+    wait_until_listening,
+)
 
 BODY_HEAD = (
     "POST /api/v1/scans HTTP/1.1\r\n"
@@ -102,40 +112,16 @@ def probe(port: int, seconds: float, request_timeout: float) -> tuple[list[float
     return latencies, failures
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_gunicorn(repo: Path, root: Path, port: int, extra_env: dict[str, str]):
+def start_server(repo: Path, root: Path, port: int, extra_env: dict[str, str]):
     """gunicorn.conf.py from ``repo`` on a fresh SQLite database; returns the process."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{root / 'medscan.db'}",
-        "MEDSCAN_STORAGE_DIR": str(root / "storage"),
-        "MEDSCAN_WORK_DIR": str(root / "work"),
-        "MEDSCAN_LOG_LEVEL": "WARNING",
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "GUNICORN_ACCESS_LOG": str(root / "access.log"),
-        "GUNICORN_ERROR_LOG": str(root / "error.log"),
-        "PYTHONPATH": str(repo),
-        **extra_env,
-    }
+    env = server_env(
+        root, port, f"sqlite:///{root / 'medscan.db'}", PYTHONPATH=str(repo), **extra_env
+    )
     flask = [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"]
     subprocess.run(flask, cwd=repo, env=env, check=True, capture_output=True)
-    gunicorn = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
-    process = subprocess.Popen(gunicorn, cwd=repo, env=env, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("gunicorn did not start")
+    process = start_gunicorn(repo, env)
+    wait_until_listening(process, port)
+    return process
 
 
 def summary(latencies: list[float], failures: int) -> str:
@@ -149,7 +135,7 @@ def summary(latencies: list[float], failures: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1])
+    parser.add_argument("--repo", type=Path, default=REPO)
     parser.add_argument("--stalled", type=int, default=8, help="stalled connections (8)")
     parser.add_argument("--stall", choices=HEADS, default="body")
     parser.add_argument("--seconds", type=float, default=20, help="probe duration (20)")
@@ -163,7 +149,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="medscan-slow-") as tmp:
         port = free_port()
-        server = start_gunicorn(args.repo.resolve(), Path(tmp), port, extra_env)
+        server = start_server(args.repo.resolve(), Path(tmp), port, extra_env)
         try:
             probe(port, 1, args.request_timeout)  # warm-up: both workers load the app
             baseline = probe(port, 2, args.request_timeout)
@@ -181,15 +167,14 @@ def main() -> None:
                 print(
                     f"  stalled got {answer!r}: {len(afters)}" + f" after {times} s" * bool(times)
                 )
-            incoming = Path(tmp, "storage", ".incoming")
+            incoming = Path(tmp, "scans", ".incoming")
             print(f"  spooled upload files at the end: {len(list(incoming.iterdir()))}")
             for one in stalled:
                 one.sock.close()
             time.sleep(2)
             print(f"  2 s after closing the stalled: {len(list(incoming.iterdir()))}")
         finally:
-            os.killpg(server.pid, signal.SIGKILL)  # the master and its workers, no grace
-            server.wait(timeout=30)
+            kill_gunicorn(server)
 
 
 if __name__ == "__main__":

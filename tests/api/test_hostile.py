@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.test_patients import create as create_patient
+from tests.api import test_scans
 from tests.api.test_scans import upload
-from tests.dicom_factory import write_ct_file
 from tests.test_errors import assert_json_error
 
 PATIENTS = "/api/v1/patients"
@@ -23,15 +22,9 @@ SCANS = "/api/v1/scans"
 BULK = "/api/bulk-runs"
 MIB = 2**20
 
-
-@pytest.fixture
-def patient_id(client) -> str:
-    return create_patient(client)
-
-
-@pytest.fixture
-def ct_bytes(tmp_path) -> bytes:
-    return write_ct_file(tmp_path / "ct.dcm", rows=32, columns=32).read_bytes()
+# The scan tests' fixtures: a patient, and a small CT file's bytes.
+patient_id = test_scans.patient_id
+ct_bytes = test_scans.ct_bytes
 
 
 # --- hostile JSON ----------------------------------------------------------------------------

@@ -7,17 +7,22 @@ database and talk to it over TCP.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.server.gunicorn import (
+    free_port,
+    kill_gunicorn,
+    server_env,
+    start_gunicorn,
+    wait_until_listening,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 HEALTH = b"GET /api/health HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
@@ -53,13 +58,6 @@ def read_answer(sock: socket.socket) -> bytes:
     return answer
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def start_server(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Start gunicorn with extra environment variables; it is killed after the test."""
@@ -67,34 +65,19 @@ def start_server(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Se
 
     def start(**env: str) -> Server:
         port = free_port()
-        settings = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "MEDSCAN_STORAGE_DIR": str(tmp_path / "scans"),
-            "MEDSCAN_WORK_DIR": str(tmp_path / "work"),
-            "MEDSCAN_LOG_LEVEL": "WARNING",
-            "GUNICORN_BIND": f"127.0.0.1:{port}",
-            "GUNICORN_ACCESS_LOG": str(tmp_path / "access.log"),
-            "GUNICORN_ERROR_LOG": str(tmp_path / "error.log"),
-            **env,
-        }
-        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
-        process = subprocess.Popen(command, cwd=REPO, env=settings, start_new_session=True)
+        process = start_gunicorn(REPO, server_env(tmp_path, port, database_url, **env))
         processes.append(process)
+        wait_until_listening(process, port)
         server = Server(port, tmp_path / "scans" / ".incoming")
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                # Ready when every worker has loaded the app: two health checks answer.
-                for _ in range(2):
-                    assert server.exchange(HEALTH).startswith(b"HTTP/1.1 200")
+        while True:  # ready when both workers have loaded the app: health answers twice
+            answers = [server.exchange(HEALTH) for _ in range(2)]
+            if all(answer.startswith(b"HTTP/1.1 200") for answer in answers):
                 return server
-            except (OSError, AssertionError) as error:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"gunicorn did not start, see {tmp_path}") from error
-                time.sleep(0.2)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn does not answer, see {tmp_path}/error.log")
+            time.sleep(0.2)
 
     yield start
     for process in processes:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        kill_gunicorn(process)

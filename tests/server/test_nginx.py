@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from medscan.config import SETTINGS
-from tests.server.conftest import HEALTH, REPO, Server, free_port, read_answer
+from tests.server.conftest import HEALTH, REPO, Server, read_answer
+from tests.server.gunicorn import free_port
 from tests.server.test_slow_clients import REQUEST_THREADS, stalled_upload
 
 
