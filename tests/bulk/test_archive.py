@@ -434,6 +434,19 @@ def test_a_name_flagged_utf8_that_is_not_is_decoded_alone(tmp_path: Path, dest: 
     assert inspect_zip(zip_path, LIMITS, is_dicom)
 
 
+def test_threads_share_a_misflagged_archive(tmp_path: Path, dest: Path) -> None:
+    entries = {f"s/{n:03d}-.dcm": os.urandom(n * 50) for n in range(200)}
+    zip_path = write_zip(tmp_path / "in/many.zip", entries)
+    for n in range(0, 200, 3):
+        raw = f"s/{n:03d}\xff.dcm".encode("latin-1")
+        patch_entry(zip_path, f"s/{n:03d}-.dcm", raw_name=raw, flag_bits=0x800)
+    expected = {
+        (f"s/{n:03d}\ufffd.dcm" if n % 3 == 0 else f"s/{n:03d}-.dcm"): content
+        for n, content in enumerate(entries.values())
+    }
+    assert files_of(extract_archive(zip_path, dest, LIMITS, workers=4)) == expected
+
+
 def test_a_local_name_flagged_utf8_that_is_not_is_an_entry_failure(
     tmp_path: Path, dest: Path
 ) -> None:
