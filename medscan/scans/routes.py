@@ -8,6 +8,7 @@ from flask import abort, current_app, request, send_file
 from flask.views import MethodView
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_range_header
@@ -199,7 +200,11 @@ def analyze(scan_id: str):
     scan.analysis_model, scan.analysis_model_version = model.name, model.version
     scan.analysis_threshold = current_app.config["MEDSCAN_THRESHOLD"]
     scan.analysis_error = analysis.error
-    db.session.commit()
+    try:
+        db.session.commit()
+    except StaleDataError:  # the scan was deleted while it was being analysed
+        db.session.rollback()
+        abort(404, NOT_FOUND)
     body = {"ok": analysis.ok, "result": analysis.result, "report": scan.report_json}
     if not analysis.ok:
         body["error"] = analysis.error

@@ -7,10 +7,14 @@ from pathlib import Path
 
 import pydicom
 import pytest
+import sqlalchemy as sa
 from pydicom.data import get_testdata_file
 
 from medscan import create_app
-from medscan.analyzer import REPORT_KEYS, ModelLoadError
+from medscan.analyzer import REPORT_KEYS, ModelLoadError, Prediction, Series
+from medscan.extensions import db
+from medscan.models import Scan
+from tests.analyzer.sample_models import ConstantModel
 from tests.api.test_patients import create as create_patient
 from tests.api.test_scans import upload, zip_of
 from tests.dicom_factory import write_ct_file, write_ct_series
@@ -178,6 +182,28 @@ class TestRaisingModel:
         assert body["report"]["processing_status"] == "Failure"
         assert body["report"]["pathology"] is None
         assert body["report"]["probability_of_pathology"] is None
+
+
+class ScanDeletingModel(ConstantModel):
+    """Deletes every scan while it predicts, as a DELETE racing the analysis would."""
+
+    def predict(self, series: Series) -> Prediction:
+        """Delete the scans in a transaction of their own, then predict."""
+        with db.engine.begin() as connection:
+            connection.execute(sa.delete(Scan))
+        return super().predict(series)
+
+
+class TestScanDeletedDuringAnalysis:
+    @pytest.fixture
+    def app_config(self):
+        return {"MEDSCAN_MODEL": "tests.api.test_analysis:ScanDeletingModel"}
+
+    def test_analysis_of_a_scan_deleted_meanwhile_is_404(self, client, patient_id, tmp_path):
+        scan_id = upload_file(client, patient_id, write_ct_file(tmp_path / "ct.dcm"))
+        response = client.post(f"/api/scans/{scan_id}/analyze")
+        assert_json_error(response, 404, "Scan not found")
+        assert client.get(f"/api/v1/scans/{scan_id}").status_code == 404
 
 
 def test_unloadable_model_stops_the_start(tmp_path):
