@@ -17,6 +17,7 @@ Two WSGI middlewares:
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import struct
 import threading
@@ -176,11 +177,31 @@ def admit_bodies(worker: Any, reserved_threads: int) -> None:
     worker.wsgi = BodyAdmission(worker.wsgi, slots)
 
 
+class ClientTimeoutLine(logging.Filter):
+    """gunicorn logs a client socket that timed out as a traceback: one warning line instead."""
+
+    MESSAGES = {
+        BlockingIOError: "Request headers timed out (GUNICORN_HEADER_TIMEOUT)",
+        TimeoutError: "Client took no byte of the answer (MEDSCAN_BODY_TIMEOUT_S)",
+    }
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        message = next((m for kind, m in self.MESSAGES.items() if isinstance(error, kind)), None)
+        if message:
+            record.msg, record.args = message, ()
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def time_out_headers(worker: Any, seconds: int) -> None:
     """gunicorn ``post_worker_init``: a client stalling its request headers is dropped.
 
     gunicorn reads headers with blocking reads that never time out; ``SO_RCVTIMEO`` on the
-    listening sockets is inherited by every accepted connection and bounds each of those reads.
+    listening sockets is inherited by every accepted connection and bounds each of those reads
+    (a timed-out read raises ``BlockingIOError`` there).
     """
     for listener in worker.sockets:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", seconds, 0))
+    worker.log.error_log.addFilter(ClientTimeoutLine())

@@ -79,13 +79,16 @@ def test_body_requests_beyond_the_free_threads_are_refused_at_once(start_server)
         sock.close()
 
 
-def test_stalled_headers_are_dropped(start_server):
+def test_stalled_headers_are_dropped_with_one_log_line(start_server, tmp_path):
     server = start_server(GUNICORN_HEADER_TIMEOUT="1")
     with server.connect() as sock:
         sock.sendall(b"GET /api/health HTTP/1.1\r\nHo")
         asked = time.monotonic()
         assert read_answer(sock) == b""
         assert time.monotonic() - asked < 5
+    log = (tmp_path / "error.log").read_text()
+    assert "[WARNING] Request headers timed out (GUNICORN_HEADER_TIMEOUT)" in log
+    assert "Traceback" not in log
 
 
 def test_malformed_chunked_bodies_are_400(start_server):
