@@ -22,12 +22,15 @@ import socket
 import struct
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from werkzeug.exceptions import BadRequest, RequestTimeout
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import ClosingIterator
+
+from medscan.logs import CLIENT_REQUEST_ID, REQUEST_ID_HEADER
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -137,6 +140,14 @@ class BodyTimeout:
         return ClosingIterator(self.app(environ, start_response), body.finish)
 
 
+def busy(environ: dict[str, Any]) -> Response:
+    """503 ``Server busy`` with ``Retry-After``, and the request id the app would have used."""
+    sent_id = environ.get("HTTP_X_REQUEST_ID", "")
+    request_id = sent_id if CLIENT_REQUEST_ID.fullmatch(sent_id) else uuid.uuid4().hex
+    headers = {"Retry-After": str(BUSY_RETRY_AFTER_S), REQUEST_ID_HEADER: request_id}
+    return Response(f'{{"error": "{SERVER_BUSY}"}}', 503, headers, mimetype="application/json")
+
+
 class BodyAdmission:
     """At most ``slots`` requests with a body at once; the others get 503 without being read."""
 
@@ -149,13 +160,7 @@ class BodyAdmission:
             return self.app(environ, start_response)
         if not self._slots.acquire(blocking=False):
             abandon_body(environ)
-            busy = Response(
-                f'{{"error": "{SERVER_BUSY}"}}',
-                503,
-                {"Retry-After": str(BUSY_RETRY_AFTER_S)},
-                mimetype="application/json",
-            )
-            return busy(environ, start_response)
+            return busy(environ)(environ, start_response)
         try:
             body = self.app(environ, start_response)
         except BaseException:

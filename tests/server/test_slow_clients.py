@@ -69,10 +69,11 @@ def test_body_requests_beyond_the_free_threads_are_refused_at_once(start_server)
     asked = time.monotonic()
     answer = server.exchange(
         b"POST /api/v1/patients HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 2\r\n\r\n{}"
+        b"X-Request-ID: busy-1\r\nContent-Length: 2\r\n\r\n{}"
     )
     assert time.monotonic() - asked < 2
     assert b"\r\nRetry-After: 2\r\n" in answer
+    assert b"\r\nX-Request-ID: busy-1\r\n" in answer
     assert status_and_body(answer) == (503, {"error": "Server busy"})
     assert server.exchange(HEALTH).startswith(b"HTTP/1.1 200")
     for sock in stalled:
