@@ -1,6 +1,6 @@
 """Slow and stalled clients cannot hold gunicorn's request threads.
 
-Two WSGI middlewares:
+Two WSGI middlewares and a gunicorn hook:
 
 - ``BodyTimeout`` (installed by the factory): under gunicorn, every read and write on the
   client's socket gives up after ``MEDSCAN_BODY_TIMEOUT_S``. A body that stalls answers 408, a
@@ -12,6 +12,9 @@ Two WSGI middlewares:
   count): at most ``slots`` requests with a body are served at once per worker; the threads left
   over stay free for requests without one (health checks, GETs, analyses). A body request
   beyond the slots is answered 503 with ``Retry-After`` at once, without reading its body.
+
+And ``time_out_headers`` (also from ``gunicorn.conf.py``): header reads give up after
+``GUNICORN_HEADER_TIMEOUT``, logged as one line. The design and its figures: bench/README.md.
 """
 
 from __future__ import annotations
