@@ -6,7 +6,9 @@ The schema always comes from the migrations, never from ``create_all``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import flask_migrate
@@ -17,6 +19,7 @@ from flask.testing import FlaskClient
 from medscan import create_app
 from medscan.config import database_url as normalize_database_url
 from medscan.extensions import db
+from tests.tools import need
 
 TEST_DATABASE_URL = os.environ.get("MEDSCAN_TEST_DATABASE_URL", "")
 # Test-run switches, not service settings: MEDSCAN_REQUIRE_TOOLS=1 (CI) turns a missing external
@@ -94,3 +97,27 @@ def client(app: Flask) -> FlaskClient:
 def runner(app: Flask):
     """A CLI runner of ``app``."""
     return app.test_cli_runner()
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """``tmpfs("size=2m")``: a small file system of the test's own, unmounted afterwards.
+
+    Needs root (or mount permission): a real full disk, not a mocked one.
+    """
+    mounted: list[Path] = []
+
+    def mount(options: str) -> Path:
+        point = tmp_path / f"disk-{uuid.uuid4().hex}"
+        point.mkdir()
+        command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        need(result.returncode == 0, f"mount -t tmpfs ({result.stderr.strip()})")
+        mounted.append(point)
+        return point
+
+    try:
+        yield mount
+    finally:
+        for point in mounted:
+            subprocess.run(["umount", "-l", str(point)], check=True)

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,32 +25,6 @@ from tests.bulk.zip_factory import write_zip
 
 #: No reserve, so that the check before unpacking passes and the disk itself runs out.
 NO_RESERVE = UnpackLimits(reserve_mb=0)
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
-    """``mount(options)``: a fresh tmpfs mounted with ``options`` under tmp_path."""
-    mounted: list[Path] = []
-
-    def mount(options: str) -> Path:
-        point = tmp_path / f"disk-{uuid.uuid4().hex}"
-        point.mkdir()
-        command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            point.rmdir()
-            message = f"cannot mount a tmpfs: {result.stderr.strip()}"
-            if os.environ.get("MEDSCAN_REQUIRE_TOOLS") == "1":
-                pytest.fail(message)
-            pytest.skip(message)
-        mounted.append(point)
-        return point
-
-    try:
-        yield mount
-    finally:
-        for point in mounted:
-            subprocess.run(["umount", str(point)], check=True)
 
 
 def archive_of(tmp_path: Path, shape: str, count: int, size: int) -> tuple[Path, bool]:
@@ -88,10 +60,10 @@ SHAPES = ["loose files", "nested ZIP", "ZIP scan"]
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_space_running_out_is_not_enough_disk_space(
-    tmp_path: Path, small_disk: Callable[[str], Path], shape: str
+    tmp_path: Path, tmpfs: Callable[[str], Path], shape: str
 ) -> None:
     """The archive fits when unpacking starts; then another writer takes the rest of the disk."""
-    disk = small_disk("size=2m")
+    disk = tmpfs("size=2m")
     dest = disk / "dest"
     dest.mkdir()
     zip_path, nested = archive_of(tmp_path, shape, count=6, size=100 << 10)
@@ -113,9 +85,9 @@ def test_space_running_out_is_not_enough_disk_space(
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_inodes_running_out_is_not_enough_disk_space(
-    tmp_path: Path, small_disk: Callable[[str], Path], shape: str
+    tmp_path: Path, tmpfs: Callable[[str], Path], shape: str
 ) -> None:
-    disk = small_disk("size=2m,nr_inodes=40")
+    disk = tmpfs("size=2m,nr_inodes=40")
     dest = disk / "dest"
     dest.mkdir()
     zip_path, nested = archive_of(tmp_path, shape, count=60, size=10)
@@ -136,9 +108,9 @@ def use_every_inode(disk: Path) -> None:
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_no_inode_left_at_the_start_is_not_enough_disk_space(
-    tmp_path: Path, small_disk: Callable[[str], Path], shape: str
+    tmp_path: Path, tmpfs: Callable[[str], Path], shape: str
 ) -> None:
-    disk = small_disk("size=1m,nr_inodes=8")
+    disk = tmpfs("size=1m,nr_inodes=8")
     dest = disk / "dest"
     dest.mkdir()
     use_every_inode(disk)
@@ -149,9 +121,9 @@ def test_no_inode_left_at_the_start_is_not_enough_disk_space(
 
 
 def test_a_work_dir_on_a_full_disk_is_not_enough_disk_space(
-    small_disk: Callable[[str], Path],
+    tmpfs: Callable[[str], Path],
 ) -> None:
-    disk = small_disk("size=1m,nr_inodes=8")
+    disk = tmpfs("size=1m,nr_inodes=8")
     base = disk / "work"
     base.mkdir()
     use_every_inode(disk)

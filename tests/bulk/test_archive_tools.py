@@ -6,7 +6,6 @@ A test whose tool is missing skips, unless MEDSCAN_REQUIRE_TOOLS=1 (then it fail
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import zipfile
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 
 from medscan.bulk.archive import UnpackLimits, extract_archive, inspect_zip
 from tests.bulk.zip_factory import patch_entry
+from tests.tools import require_tool
 
 LIMITS = UnpackLimits()
 DICOM = bytes(128) + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00" + bytes(4)
@@ -47,15 +47,6 @@ TOOLS = {
 }
 
 
-def require(tool: str) -> None:
-    """Skip (or fail under MEDSCAN_REQUIRE_TOOLS=1) when ``tool`` is not installed."""
-    if shutil.which(tool) is None:
-        message = f"{tool} is not installed"
-        if os.environ.get("MEDSCAN_REQUIRE_TOOLS") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """TREE and EMPTY_FOLDERS written to disk."""
@@ -71,7 +62,7 @@ def tree(tmp_path: Path) -> Path:
 def made_by(tool: str, tree: Path, out: Path) -> Path:
     """Archive ``tree`` with ``tool``, run in a UTF-8 locale from inside the tree."""
     command = TOOLS[tool]
-    require(command[0])
+    require_tool(command[0])
     environment = os.environ | {"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
     arguments = [str(out) if part == "{out}" else part for part in command]
     subprocess.run(arguments, cwd=tree, env=environment, check=True, capture_output=True)

@@ -25,19 +25,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.tools import need
+
 REPO = Path(__file__).resolve().parents[2]
 # The newest PostgreSQL server installed (Debian layout: /usr/lib/postgresql/<major>/bin).
 PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
 PG_BIN = PG_BINS[-1].parent if PG_BINS else Path("/nonexistent")
-
-
-def need_tool(available: bool, what: str) -> None:
-    """Skip without ``what``; with MEDSCAN_REQUIRE_TOOLS=1 fail instead."""
-    if available:
-        return
-    if os.environ.get("MEDSCAN_REQUIRE_TOOLS") == "1":
-        pytest.fail(f"{what} is required (MEDSCAN_REQUIRE_TOOLS=1)")
-    pytest.skip(f"{what} is not available")
 
 
 def free_port() -> int:
@@ -84,7 +77,7 @@ class Cluster:
 @pytest.fixture(scope="session")
 def throwaway_postgres() -> Iterator[Cluster]:
     """A fresh cluster (initdb) on a free port, removed at the end of the session."""
-    need_tool((PG_BIN / "initdb").exists(), "PostgreSQL's initdb")
+    need((PG_BIN / "initdb").exists(), "PostgreSQL's initdb")
     folder = Path(tempfile.mkdtemp(prefix="medscan-faults-pg-"))
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")

@@ -7,18 +7,16 @@ is written by a tool other than ours.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pytest
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
 from tests.dicom_factory import write_ct_series
+from tests.tools import require_tool
 
 #: The classic series: slices, size, slice gap (mm), pixel spacing (mm), rescale intercept.
 SLICES, ROWS, COLUMNS = 12, 24, 20
@@ -91,17 +89,6 @@ ENCODINGS = [
         False,
     ),
 ]
-
-
-def require_tool(name: str) -> str:
-    """The tool's path; skip the test when it is missing, fail with MEDSCAN_REQUIRE_TOOLS=1."""
-    found = shutil.which(name)
-    if found is None:
-        message = f"{name} not installed (apt-get install dcmtk libgdcm-tools)"
-        if os.environ.get("MEDSCAN_REQUIRE_TOOLS") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
 
 
 def reencode(files: list[Path], encoding: Encoding, folder: Path) -> list[Path]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ from medscan.config import SETTINGS
 from tests.server.conftest import HEALTH, REPO, Server, read_answer
 from tests.server.gunicorn import free_port
 from tests.server.test_slow_clients import REQUEST_THREADS, stalled_upload
+from tests.tools import need
 
 
 @pytest.fixture
@@ -26,10 +26,7 @@ def nginx(start_server, tmp_path: Path, request):
     binary = shutil.which("nginx") or (
         "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
     )
-    if binary is None:
-        if os.environ.get("MEDSCAN_REQUIRE_TOOLS") == "1":
-            pytest.fail("nginx is not installed")
-        pytest.skip("nginx is not installed")
+    need(binary is not None, "nginx")
     app = start_server()
     port = free_port()
     conf = (REPO / "deploy" / "nginx.conf").read_text()
