@@ -2,11 +2,13 @@
 
 from contextlib import suppress
 
-from flask import abort, current_app
+from flask import current_app
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import ServiceUnavailable
 
 from medscan.api import Blueprint
+from medscan.errors import DATABASE_RETRY_AFTER_S
 from medscan.extensions import db
 from medscan.health.schemas import HealthSchema
 
@@ -26,5 +28,6 @@ def health():
             db.session.rollback()
         # One line, no traceback: health is polled every few seconds during an outage.
         current_app.logger.warning("Health check: database unreachable (%s)", type(exc).__name__)
-        abort(503, "Database unreachable")
+        unavailable = ServiceUnavailable("Database unavailable", retry_after=DATABASE_RETRY_AFTER_S)
+        raise unavailable from None
     return {"status": "ok", "database": "ok"}

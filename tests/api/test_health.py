@@ -14,4 +14,5 @@ def test_health_503_when_the_database_is_unreachable(tmp_path):
     dead = "postgresql+psycopg2://postgres@127.0.0.1:1/nowhere?connect_timeout=2"
     app = make_app(dead, tmp_path)
     response = app.test_client().get("/api/health")
-    assert_json_error(response, 503, "Database unreachable")
+    assert_json_error(response, 503, "Database unavailable")
+    assert response.headers["Retry-After"] == "5"
