@@ -89,6 +89,16 @@ def test_a_file_part_without_filename_is_400_with_details(client, patient_id, ur
     assert assert_json_error(response, 400)["details"] == {"file": [NOT_A_FILE]}
 
 
+@pytest.mark.parametrize("url", [SCANS, BULK])
+@pytest.mark.parametrize("name", ["comment", "file2"])
+def test_an_unknown_form_part_is_400_naming_it(client, patient_id, ct_bytes, url, name):
+    form = {"patient_id": patient_id} if url == SCANS else {}
+    extra = (io.BytesIO(b"x"), "x.zip") if name == "file2" else "x"
+    data = {**form, "file": (io.BytesIO(ct_bytes), "x.zip"), name: extra}
+    body = assert_json_error(client.post(url, data=data), 400)
+    assert body["details"] == {name: ["Unknown field."]}
+
+
 FORM_TOO_LARGE = "Form too large: a text field holds at most 2 MB and a form at most 1000 parts"
 
 
