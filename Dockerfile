@@ -22,9 +22,11 @@ COPY . /tmp/src
 RUN pip install /tmp/src && rm -rf /tmp/src
 
 WORKDIR /app
-# wsgi.py lives at the repository root, not in the package; gunicorn and `flask --app wsgi`
-# import it from the working directory.
+# The deployment files live at the repository root, not in the package: gunicorn and
+# `flask --app wsgi` import wsgi.py from the working directory, and wsgi.py points Flask-Migrate
+# at the migrations/ folder beside it.
 COPY wsgi.py gunicorn.conf.py ./
+COPY migrations ./migrations
 COPY docker/entrypoint.sh /usr/local/bin/medscan-entrypoint
 
 # Scan files and bulk-run work space live on a volume owned by the service user (a new named

@@ -50,9 +50,12 @@ header_timeout = _env_int("GUNICORN_HEADER_TIMEOUT", 10)
 
 
 def post_worker_init(worker) -> None:
-    """Bound header reads; serve body requests on at most ``threads - reserved_threads``."""
+    """Bound header reads; serve body requests on at most ``threads - reserved_threads``;
+    warn when the API is open."""
+    from medscan.auth import warn_if_open
     from medscan.server import admit_bodies, time_out_headers
 
+    warn_if_open(worker.wsgi)
     time_out_headers(worker, header_timeout)
     admit_bodies(worker, reserved_threads)
 
