@@ -9,6 +9,8 @@ import os
 
 from dotenv import find_dotenv, load_dotenv
 
+from medscan.logs import gunicorn_logging
+
 # Like the app, read .env from the working directory for local runs (the real environment
 # wins); gunicorn evaluates this file before the app exists, so the app's own load comes too late.
 load_dotenv(find_dotenv(usecwd=True), override=False)
@@ -95,15 +97,24 @@ forwarded_allow_ips = _env("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"
 
-# Logs go to stderr (the container log).
+# Logs go to stderr (the container log) or to the files named. gunicorn's error and access
+# lines and the app's share one format (medscan/logs.py): text, or one JSON object per line with
+# MEDSCAN_LOG_FORMAT=json, the request id on every line.
 accesslog = _env("GUNICORN_ACCESS_LOG", "-")
 errorlog = _env("GUNICORN_ERROR_LOG", "-")
 loglevel = _env("GUNICORN_LOG_LEVEL", "info")
+logconfig_dict = gunicorn_logging(_env("MEDSCAN_LOG_FORMAT", "text").lower(), errorlog, accesslog)
 # The path only (%(U)s), never the query string (%(r)s or %(q)s): searches carry patient names
 # (GET /api/v1/patients?q=...). The peer (nginx, in compose) is followed by the client chain
-# from X-Forwarded-For; the request id ties the line to nginx's. %(M)s: duration in ms.
+# from X-Forwarded-For. %(M)s: duration in ms. The request id leads every line already.
 access_log_format = _env(
     "GUNICORN_ACCESS_LOG_FORMAT",
-    '%(h)s %({x-forwarded-for}i)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms '
-    'rid=%({x-request-id}o)s "%(a)s"',
+    '%(h)s %({x-forwarded-for}i)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"',
 )
+
+# gunicorn 25.1+ opens a control socket (for gunicornc) at $XDG_RUNTIME_DIR/gunicorn.ctl or
+# ~/.gunicorn/gunicorn.ctl: one path shared by every gunicorn of the user, so a second instance
+# on the host takes it over from the first. Off, unless GUNICORN_CONTROL_SOCKET names a path of
+# this instance's own.
+control_socket = _env("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket
