@@ -84,10 +84,15 @@ max_requests = _env_int("GUNICORN_MAX_REQUESTS", 0)
 # Random 0..N added per worker so that recycled workers do not restart together.
 max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 0)
 
-# Gunicorn's own defaults, kept explicit: the API has short URLs and few headers.
-limit_request_line = _env_int("GUNICORN_LIMIT_REQUEST_LINE", 4094)
-limit_request_fields = _env_int("GUNICORN_LIMIT_REQUEST_FIELDS", 100)
-limit_request_field_size = _env_int("GUNICORN_LIMIT_REQUEST_FIELD_SIZE", 8190)
+# Whatever nginx lets through, gunicorn takes: its own refusals are HTML, nginx's are JSON
+# (deploy/nginx.conf, large_client_header_buffers 4 8k, answers first). nginx passes a request
+# line of up to 8190 bytes (gunicorn's maximum, and nginx sends the line unchanged), header lines
+# of up to 8190 bytes to which it may append ", <address>" (X-Forwarded-For), and about a
+# thousand header fields (measured, tests/server/test_nginx.py). gunicorn buffers at most
+# fields x field size (64 MB) of headers of a client that bypasses nginx.
+limit_request_line = _env_int("GUNICORN_LIMIT_REQUEST_LINE", 8190)
+limit_request_fields = _env_int("GUNICORN_LIMIT_REQUEST_FIELDS", 4096)
+limit_request_field_size = _env_int("GUNICORN_LIMIT_REQUEST_FIELD_SIZE", 16384)
 
 # Proxies trusted for X-Forwarded-Proto (https). Gunicorn's default trusts localhost only;
 # docker-compose.yml sets "*" because the app port is reachable only from the compose network.
