@@ -33,8 +33,8 @@ MAX_JSON_BODY = 2**20
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app from the environment (and ``.env``); ``config`` overrides, e.g. in tests."""
     app = Flask("medscan", instance_relative_config=True)
-    # MIGRATIONS_DIR: Flask-Migrate's default, ./migrations; wsgi.py names the one beside it.
     app.config.update(OPENAPI_SETTINGS, MAX_CONTENT_LENGTH=MAX_JSON_BODY)
+    # Flask-Migrate's default, ./migrations; wsgi.py names the folder beside it.
     app.config.update(MIGRATIONS_DIR="migrations")
     app.config.update(load_config(app.instance_path))
     app.config.update(config or {})
