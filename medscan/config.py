@@ -10,6 +10,7 @@ from typing import Any
 from dotenv import find_dotenv, load_dotenv
 
 MIB = 1 << 20
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(ValueError):
@@ -49,7 +50,7 @@ def _text(name: str, value: str) -> str:
 
 
 def _log_format(name: str, value: str) -> str:
-    if value.strip().lower() not in ("text", "json"):
+    if value.strip().lower() not in LOG_FORMATS:
         raise ConfigError(f"{name} must be text or json, got {value!r}")
     return value.strip().lower()
 

@@ -1,10 +1,11 @@
 """Logging with a request id on every line, and ``X-Request-ID`` on every response.
 
-One configuration (``logging_config``) serves the app and gunicorn (``gunicorn.conf.py`` passes
-it as ``logconfig_dict``), so the app's lines and gunicorn's error and access lines share one
-format: readable text, or one JSON object per line with ``MEDSCAN_LOG_FORMAT=json``. No line
-carries a query string, a patient's name, a file or entry name or an SQL parameter: the code
-logs none, and the access lines keep the path only.
+One format (``formatter``) serves the app and gunicorn (``gunicorn_logging`` is
+``gunicorn.conf.py``'s ``logconfig_dict``), so the app's lines and gunicorn's error and access
+lines look alike: readable text, or one JSON object per line with ``MEDSCAN_LOG_FORMAT=json``.
+No line carries a query string, a patient's name, a file or entry name or an SQL parameter: the
+app logs none, access lines keep the path only, and ``RedactRequests`` cuts the request line
+out of gunicorn's own error lines.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 from flask import Flask, Response, g, has_request_context, request
 from pythonjsonlogger.json import JsonFormatter
 
+from medscan.config import LOG_FORMATS
+
 REQUEST_ID_HEADER = "X-Request-ID"
 # A client's id is kept when it is a plain token; anything else (spaces, 1 kB...) is replaced.
 # deploy/nginx.conf applies the same rule, so behind nginx one id holds end to end.
@@ -24,7 +27,6 @@ CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] [%(request_id)s] %(name)s: %(message)s"
 # python-json-logger takes the fields named here; access lines add ACCESS_FIELDS.
 JSON_FIELDS = "%(levelname)s %(name)s %(process)d %(request_id)s %(message)s"
-LOG_FORMATS = ("text", "json")
 # Access-log atoms of gunicorn copied into fields of their own (JSON); never the query string.
 ACCESS_FIELDS = {"m": "method", "U": "path", "s": "status", "B": "bytes", "M": "duration_ms"}
 
@@ -43,6 +45,19 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class RedactRequests(logging.Filter):
+    """Keeps request lines out of gunicorn's error lines: a refused request is logged with the
+    reason only (gunicorn quotes the raw line, search words and all), a failed one by its path."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if message.startswith("Invalid request from ip="):
+            record.msg = re.split(r"['\"]", message, maxsplit=1)[0].rstrip(": ")
+        elif message.startswith("Error handling request") and isinstance(record.args, tuple):
+            record.args = tuple(str(arg).partition("?")[0] for arg in record.args)
+        return True
+
+
 def formatter(log_format: str) -> logging.Formatter:
     """The one line format: ``LOG_FORMAT`` text, or JSON objects of ``JSON_FIELDS``."""
     if log_format not in LOG_FORMATS:
@@ -57,7 +72,7 @@ def formatter(log_format: str) -> logging.Formatter:
     )
 
 
-def gunicorn_logging(log_format: str, error_log: str, access_log: str | None) -> dict[str, Any]:
+def gunicorn_logging(log_format: str, error_log: str, access_log: str) -> dict[str, Any]:
     """gunicorn's ``logconfig_dict``: its error lines and the app's go to ``error_log``, its
     access lines to ``access_log`` ("-" = stderr, else a file), all in one format."""
 
@@ -67,21 +82,19 @@ def gunicorn_logging(log_format: str, error_log: str, access_log: str | None) ->
             if destination == "-"
             else {"class": "logging.FileHandler", "filename": destination}
         )
-        return {**where, "formatter": "medscan", "filters": ["request_id"]}
+        return {**where, "formatter": "medscan", "filters": ["redact", "request_id"]}
 
-    handlers = {"error": handler(error_log)}
-    loggers = {"gunicorn.error": {"handlers": ["error"], "propagate": False}}
-    if access_log is not None:
-        handlers["access"] = handler(access_log)
-        loggers["gunicorn.access"] = {"handlers": ["access"], "propagate": False}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": RequestIdFilter}},
+        "filters": {"redact": {"()": RedactRequests}, "request_id": {"()": RequestIdFilter}},
         "formatters": {"medscan": {"()": formatter, "log_format": log_format}},
-        "handlers": handlers,
+        "handlers": {"error": handler(error_log), "access": handler(access_log)},
         "root": {"handlers": ["error"]},
-        "loggers": loggers,
+        "loggers": {
+            "gunicorn.error": {"handlers": ["error"], "propagate": False},
+            "gunicorn.access": {"handlers": ["access"], "propagate": False},
+        },
     }
 
 

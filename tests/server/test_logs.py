@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import re
 import stat
 import time
@@ -12,11 +13,14 @@ import urllib.parse
 import uuid
 from pathlib import Path
 
+from medscan.logs import RedactRequests
 from tests.api.test_bulk import series_entries
 from tests.api.test_scans import zip_of
 from tests.server.conftest import Server
 
 NAME = "Семенова"  # a patient's name: in a body, a search and an archive's name
+# The same name as gunicorn quotes bytes it could not parse (decoded as Latin-1).
+RAW_NAME = NAME.encode().decode("latin-1")
 TEXT_LINE = re.compile(r"\[[\d :,-]+\] \[\d+\] \[[A-Z]+\] \[([^\]]+)\] [\w.]+: .+")
 
 
@@ -56,6 +60,9 @@ def exercise(server: Server, tmp_path: Path) -> dict[str, str]:
     )
     multipart = {"Content-Type": "multipart/form-data; boundary=b"}
     assert call(server, "POST", "/api/bulk-runs", ids["bulk"], body=form, headers=multipart) == 201
+    # Raw UTF-8 in the request line: gunicorn refuses it (400) and logs why, without the line.
+    raw = f"GET /api/v1/patients?q={NAME} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    assert server.exchange(raw.encode()).startswith(b"HTTP/1.1 400")
     wait_for_access_lines(tmp_path / "access.log", ids)
     return ids
 
@@ -66,7 +73,7 @@ def test_json_logs_carry_the_request_id_on_every_line_and_no_names(start_server,
     logs = {}
     for name in ("error.log", "access.log"):
         text = (tmp_path / name).read_text(encoding="utf-8")
-        assert NAME not in text and "q=" not in text  # names, searches, archive names
+        assert NAME not in text and RAW_NAME not in text and "q=" not in text
         logs[name] = [json.loads(line) for line in text.splitlines()]
         assert all(
             {"timestamp", "level", "logger", "request_id", "message"} <= set(line)
@@ -92,6 +99,7 @@ def test_text_logs_of_gunicorn_and_the_app_share_one_format(start_server, tmp_pa
     access_log = (tmp_path / "access.log").read_text(encoding="utf-8").splitlines()
     assert all(TEXT_LINE.fullmatch(line) for line in error_log + access_log)
     assert NAME not in "".join(error_log + access_log)
+    assert "Invalid request from ip=127.0.0.1: Invalid HTTP request line" in "".join(error_log)
     assert {" gunicorn.error: ", " medscan: "} <= {
         " " + line.split("] ", 4)[4].split(": ")[0] + ": " for line in error_log
     }
@@ -107,3 +115,18 @@ def test_the_control_socket_is_off_or_the_instances_own(start_server, tmp_path):
     own = tmp_path / "ctl" / "medscan.ctl"
     start_server(HOME=str(home), XDG_RUNTIME_DIR="", GUNICORN_CONTROL_SOCKET=str(own))
     assert stat.S_ISSOCK(own.stat().st_mode) and not (home / ".gunicorn").exists()
+
+
+def test_a_request_that_fails_in_gunicorn_is_logged_by_its_path():
+    """gunicorn logs "Error handling request GET <uri>" with the query string: cut to the path."""
+    record = logging.LogRecord(
+        "gunicorn.error",
+        logging.ERROR,
+        __file__,
+        1,
+        "Error handling request %s %s",
+        ("GET", f"/api/v1/patients?q={NAME}"),
+        None,
+    )
+    assert RedactRequests().filter(record)
+    assert record.getMessage() == "Error handling request GET /api/v1/patients"
