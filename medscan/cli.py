@@ -117,7 +117,7 @@ def bulk_command(archives: tuple[Path, ...], output: Path) -> None:
 
     ARCHIVES are ZIP files and folders of them (the *.zip files directly inside). With more
     than one archive, each report path starts with its archive's name. An archive that cannot
-    be unpacked is named on stderr and in the report's errors; the exit status is then 1, and
+    be unpacked is named on stderr and on the XLSX Errors sheet; the exit status is then 1, and
     no report is written when no archive could be read.
     """
     if output.suffix.lower() not in (".xlsx", ".csv"):
