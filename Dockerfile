@@ -16,15 +16,18 @@ RUN groupadd --system --gid 10001 medscan \
     && useradd --system --uid 10001 --gid medscan --create-home --home-dir /home/medscan \
         --shell /usr/sbin/nologin medscan
 
-# Install the project with its dependencies (all wheels, psycopg2-binary: no compiler needed).
-# .dockerignore keeps the context to the package and its metadata.
+# Install the project (not editable) with its dependencies at the versions of requirements.lock
+# (all wheels, psycopg2-binary: no compiler needed), the versions CI tests. .dockerignore keeps
+# the context to the package, its metadata, the lock and the deployment files.
 COPY . /tmp/src
-RUN pip install /tmp/src && rm -rf /tmp/src
+RUN pip install -c /tmp/src/requirements.lock /tmp/src && rm -rf /tmp/src
 
 WORKDIR /app
-# wsgi.py lives at the repository root, not in the package; gunicorn and `flask --app wsgi`
-# import it from the working directory.
+# The deployment files live at the repository root, not in the package: gunicorn and
+# `flask --app wsgi` import wsgi.py from the working directory, and wsgi.py points Flask-Migrate
+# at the migrations/ folder beside it.
 COPY wsgi.py gunicorn.conf.py ./
+COPY migrations ./migrations
 COPY docker/entrypoint.sh /usr/local/bin/medscan-entrypoint
 
 # Scan files and bulk-run work space live on a volume owned by the service user (a new named

@@ -9,6 +9,8 @@ import os
 
 from dotenv import find_dotenv, load_dotenv
 
+from medscan.logs import gunicorn_logging
+
 # Like the app, read .env from the working directory for local runs (the real environment
 # wins); gunicorn evaluates this file before the app exists, so the app's own load comes too late.
 load_dotenv(find_dotenv(usecwd=True), override=False)
@@ -50,9 +52,12 @@ header_timeout = _env_int("GUNICORN_HEADER_TIMEOUT", 10)
 
 
 def post_worker_init(worker) -> None:
-    """Bound header reads; serve body requests on at most ``threads - reserved_threads``."""
+    """Bound header reads; serve body requests on at most ``threads - reserved_threads``;
+    warn when the API is open."""
+    from medscan.auth import warn_if_open
     from medscan.server import admit_bodies, time_out_headers
 
+    warn_if_open(worker.wsgi)
     time_out_headers(worker, header_timeout)
     admit_bodies(worker, reserved_threads)
 
@@ -79,10 +84,15 @@ max_requests = _env_int("GUNICORN_MAX_REQUESTS", 0)
 # Random 0..N added per worker so that recycled workers do not restart together.
 max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 0)
 
-# Gunicorn's own defaults, kept explicit: the API has short URLs and few headers.
-limit_request_line = _env_int("GUNICORN_LIMIT_REQUEST_LINE", 4094)
-limit_request_fields = _env_int("GUNICORN_LIMIT_REQUEST_FIELDS", 100)
-limit_request_field_size = _env_int("GUNICORN_LIMIT_REQUEST_FIELD_SIZE", 8190)
+# Whatever nginx lets through, gunicorn takes: its own refusals are HTML, nginx's are JSON
+# (deploy/nginx.conf, large_client_header_buffers 4 8k, answers first). nginx passes a request
+# line of up to 8190 bytes (gunicorn's maximum, and nginx sends the line unchanged), header lines
+# of up to 8190 bytes to which it may append ", <address>" (X-Forwarded-For), and about a
+# thousand header fields (measured, tests/server/test_nginx.py). gunicorn buffers at most
+# fields x field size (64 MB) of headers of a client that bypasses nginx.
+limit_request_line = _env_int("GUNICORN_LIMIT_REQUEST_LINE", 8190)
+limit_request_fields = _env_int("GUNICORN_LIMIT_REQUEST_FIELDS", 4096)
+limit_request_field_size = _env_int("GUNICORN_LIMIT_REQUEST_FIELD_SIZE", 16384)
 
 # Proxies trusted for X-Forwarded-Proto (https). Gunicorn's default trusts localhost only;
 # docker-compose.yml sets "*" because the app port is reachable only from the compose network.
@@ -92,15 +102,24 @@ forwarded_allow_ips = _env("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"
 
-# Logs go to stderr (the container log).
+# Logs go to stderr (the container log) or to the files named. gunicorn's error and access
+# lines and the app's share one format (medscan/logs.py): text, or one JSON object per line with
+# MEDSCAN_LOG_FORMAT=json, the request id on every line.
 accesslog = _env("GUNICORN_ACCESS_LOG", "-")
 errorlog = _env("GUNICORN_ERROR_LOG", "-")
 loglevel = _env("GUNICORN_LOG_LEVEL", "info")
+logconfig_dict = gunicorn_logging(_env("MEDSCAN_LOG_FORMAT", "text").lower(), errorlog, accesslog)
 # The path only (%(U)s), never the query string (%(r)s or %(q)s): searches carry patient names
 # (GET /api/v1/patients?q=...). The peer (nginx, in compose) is followed by the client chain
-# from X-Forwarded-For; the request id ties the line to nginx's. %(M)s: duration in ms.
+# from X-Forwarded-For. %(M)s: duration in ms. The request id leads every line already.
 access_log_format = _env(
     "GUNICORN_ACCESS_LOG_FORMAT",
-    '%(h)s %({x-forwarded-for}i)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms '
-    'rid=%({x-request-id}o)s "%(a)s"',
+    '%(h)s %({x-forwarded-for}i)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"',
 )
+
+# gunicorn 25.1+ opens a control socket (for gunicornc) at $XDG_RUNTIME_DIR/gunicorn.ctl or
+# ~/.gunicorn/gunicorn.ctl: one path shared by every gunicorn of the user, so a second instance
+# on the host takes it over from the first. Off, unless GUNICORN_CONTROL_SOCKET names a path of
+# this instance's own.
+control_socket = _env("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket

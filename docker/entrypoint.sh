@@ -9,7 +9,8 @@ if [ "$#" -gt 0 ]; then
     exec "$@"
 fi
 
-# The migrations ship inside the package (medscan/migrations); the app points Flask-Migrate there.
+# The migrations are /app/migrations, beside wsgi.py, which points Flask-Migrate there. Replicas
+# starting together take turns: migrations/env.py holds a PostgreSQL advisory lock meanwhile.
 flask --app wsgi db upgrade
 
 exec gunicorn -c gunicorn.conf.py wsgi:app

@@ -34,6 +34,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app from the environment (and ``.env``); ``config`` overrides, e.g. in tests."""
     app = Flask("medscan", instance_relative_config=True)
     app.config.update(OPENAPI_SETTINGS, MAX_CONTENT_LENGTH=MAX_JSON_BODY)
+    # Flask-Migrate's default, ./migrations; wsgi.py names the folder beside it.
+    app.config.update(MIGRATIONS_DIR="migrations")
     app.config.update(load_config(app.instance_path))
     app.config.update(config or {})
     app.json.ensure_ascii = False  # Cyrillic names as UTF-8, not \u escapes
@@ -92,7 +94,7 @@ def register_extensions(app: Flask) -> None:
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", options)
     app.config.setdefault("SQLALCHEMY_BINDS", reads_binds(url, options))
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
+    migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]))
     api.init_app(app)
 
 

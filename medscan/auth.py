@@ -47,8 +47,12 @@ def require_api_key() -> None:
 
 
 def register_auth(app: Flask) -> None:
-    """Close the API when keys are configured; warn at start when they are not."""
+    """Close the API when keys are configured."""
+    if app.config["MEDSCAN_API_KEYS"]:
+        app.before_request(require_api_key)
+
+
+def warn_if_open(app: Flask) -> None:
+    """Warn that the API is open; the server calls it at start (CLI commands stay quiet)."""
     if not app.config["MEDSCAN_API_KEYS"]:
         app.logger.warning("MEDSCAN_API_KEYS is not set: the API is open to anyone")
-        return
-    app.before_request(require_api_key)

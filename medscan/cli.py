@@ -1,26 +1,34 @@
-"""``flask --app wsgi medscan ...``: the bulk pipeline offline, for a folder of archives."""
+"""``medscan ...`` (or ``flask --app wsgi medscan ...``): tools that need no server.
+
+``medscan bulk`` runs the bulk pipeline offline over archives and folders of them;
+``medscan check-storage`` compares scan rows with stored files.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 import tempfile
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, ScriptInfo
 
 from medscan.analysis import current_model, unpack_limits
-from medscan.bulk.archive import ArchiveError, work_dir
+from medscan.bulk.archive import ArchiveError, Skipped, work_dir
 from medscan.bulk.report_files import csv_lines, write_xlsx
 from medscan.bulk.runs import about, build_run, error_lines, report_rows
-from medscan.bulk.studies import process_archive
+from medscan.bulk.studies import BulkResult, process_archive
 from medscan.models import BulkRun, utcnow
 from medscan.storage import ScanStorage, check_storage
 
 medscan_cli = AppGroup("medscan", help="medscan tools that need no server.")
+# The About sheet's cell holds at most 32,767 characters; a run over many archives names them all.
+MAX_FILE_NAME = 32_000
 
 
 def write_report(output: Path, run: BulkRun) -> None:
@@ -41,8 +49,62 @@ def write_report(output: Path, run: BulkRun) -> None:
         raise
 
 
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A ``progress(done, total)`` callback that draws a bar on stderr once the total is known."""
+    with ExitStack() as bars:
+        bar = None
+
+        def progress(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = bars.enter_context(
+                    click.progressbar(length=total, label=label, file=sys.stderr)
+                )
+            bar.update(done - bar.pos)
+
+        yield progress
+
+
+def archives_of(paths: tuple[Path, ...]) -> list[Path]:
+    """The archives named: files as given, and the ``*.zip`` files directly in each folder."""
+    archives: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            archives.append(path)
+            continue
+        found = sorted(p for p in path.iterdir() if p.suffix.lower() == ".zip" and p.is_file())
+        if not found:
+            raise click.BadParameter(f"no .zip archives in folder {str(path)!r}")
+        archives += found
+    names = [archive.name for archive in archives]
+    if len(set(names)) < len(names):
+        twice = sorted({name for name in names if names.count(name) > 1})
+        raise click.BadParameter(f"two archives share a name: {', '.join(twice)}")
+    return archives
+
+
+def in_archive(result: BulkResult, name: str) -> BulkResult:
+    """The result with every study and skipped path prefixed by the archive's name."""
+    return BulkResult(
+        rows=[
+            replace(
+                row,
+                report=replace(row.report, path_to_study=f"{name}/{row.report.path_to_study}"),
+            )
+            for row in result.rows
+        ],
+        skipped=[replace(skip, path=f"{name}/{skip.path}") for skip in result.skipped],
+    )
+
+
 @medscan_cli.command("bulk")
-@click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "archives",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+)
 @click.option(
     "-o",
     "--output",
@@ -50,8 +112,14 @@ def write_report(output: Path, run: BulkRun) -> None:
     required=True,
     help="The report to write: a .xlsx or .csv file.",
 )
-def bulk_command(archive: Path, output: Path) -> None:
-    """Analyse every study in ARCHIVE (a ZIP) and write the triage report."""
+def bulk_command(archives: tuple[Path, ...], output: Path) -> None:
+    """Analyse every study in ARCHIVES and write one triage report.
+
+    ARCHIVES are ZIP files and folders of them (the *.zip files directly inside). With more
+    than one archive, each report path starts with its archive's name. An archive that cannot
+    be unpacked is named on stderr and on the XLSX Errors sheet; the exit status is then 1, and
+    no report is written when no archive could be read.
+    """
     if output.suffix.lower() not in (".xlsx", ".csv"):
         raise click.BadParameter("must end in .xlsx or .csv", param_hint="--output")
     # Checked before the analysis, which can take hours: the report must have somewhere to go.
@@ -60,41 +128,52 @@ def bulk_command(archive: Path, output: Path) -> None:
         raise click.BadParameter(f"folder {str(folder)!r} does not exist", param_hint="--output")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise click.BadParameter(f"folder {str(folder)!r} is not writable", param_hint="--output")
+    paths = archives_of(archives)
     model = current_model()
     threshold = current_app.config["MEDSCAN_THRESHOLD"]
     created_at = utcnow()
-    bars = ExitStack()
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:  # the total is known once the archive is unpacked
-            bar = bars.enter_context(
-                click.progressbar(length=total, label="Studies", file=sys.stderr)
-            )
-        bar.update(1)
-
-    try:
-        with bars, work_dir(Path(current_app.config["MEDSCAN_WORK_DIR"])) as folder:
-            result = process_archive(
-                archive,
-                folder,
-                archive_name=archive.name,
-                limits=unpack_limits(),
-                model=model,
-                threshold=threshold,
-                progress=progress,
-            )
-    except ArchiveError as exc:
-        raise click.ClickException(str(exc)) from exc
+    combined = BulkResult(rows=[], skipped=[])
+    unreadable: list[str] = []
+    for archive in paths:
+        try:
+            with (
+                progress_bar(archive.name) as progress,
+                work_dir(Path(current_app.config["MEDSCAN_WORK_DIR"])) as work,
+            ):
+                result = process_archive(
+                    archive,
+                    work,
+                    archive_name=archive.name,
+                    limits=unpack_limits(),
+                    model=model,
+                    threshold=threshold,
+                    progress=progress,
+                )
+        except ArchiveError as exc:
+            click.echo(f"{archive}: {exc}", err=True)
+            unreadable.append(archive.name)
+            combined.skipped.append(Skipped(archive.name, str(exc)))
+            continue
+        if len(paths) > 1:
+            result = in_archive(result, archive.name)
+        combined.rows.extend(result.rows)
+        combined.skipped.extend(result.skipped)
+    if len(unreadable) == len(paths):
+        raise click.ClickException("no archive could be read")
     run = build_run(
-        result, file_name=archive.name, created_at=created_at, model=model, threshold=threshold
+        combined,
+        file_name=", ".join(archive.name for archive in paths)[:MAX_FILE_NAME],
+        created_at=created_at,
+        model=model,
+        threshold=threshold,
     )
     try:
         write_report(output, run)
     except OSError as exc:  # a full disk, say: the partial file is already gone
         raise click.ClickException(f"cannot write {output}: {exc.strerror}") from exc
     click.echo(f"{output}: {run.studies} studies, {run.failed} failed, {run.skipped} skipped files")
+    if unreadable:
+        raise click.ClickException(f"{len(unreadable)} of {len(paths)} archives could not be read")
 
 
 @medscan_cli.command("check-storage")
@@ -138,3 +217,10 @@ def check_storage_command(repair: bool, grace: int | None) -> None:
 def register_cli(app: Flask) -> None:
     """Add ``flask medscan ...``."""
     app.cli.add_command(medscan_cli)
+
+
+def main() -> None:
+    """The ``medscan`` console script: the same commands, on the app built from the environment."""
+    from medscan.app import create_app
+
+    medscan_cli.main(prog_name="medscan", obj=ScriptInfo(create_app=create_app))

@@ -10,6 +10,7 @@ from typing import Any
 from dotenv import find_dotenv, load_dotenv
 
 MIB = 1 << 20
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(ValueError):
@@ -48,6 +49,12 @@ def _text(name: str, value: str) -> str:
     return value.strip()
 
 
+def _log_format(name: str, value: str) -> str:
+    if value.strip().lower() not in LOG_FORMATS:
+        raise ConfigError(f"{name} must be text or json, got {value!r}")
+    return value.strip().lower()
+
+
 # Environment variable -> (parser, default). The Flask config key is the variable's name.
 SETTINGS: dict[str, tuple[Callable[[str, str], Any], str]] = {
     "MEDSCAN_STORAGE_DIR": (_text, ""),
@@ -63,6 +70,7 @@ SETTINGS: dict[str, tuple[Callable[[str, str], Any], str]] = {
     "MEDSCAN_CORS_ORIGINS": (_csv, ""),
     "MEDSCAN_TRUSTED_PROXIES": (_count, "0"),
     "MEDSCAN_LOG_LEVEL": (_text, "INFO"),
+    "MEDSCAN_LOG_FORMAT": (_log_format, "text"),
     "MEDSCAN_DB_LOCK_TIMEOUT_S": (_count, "10"),
     "MEDSCAN_DB_STATEMENT_TIMEOUT_S": (_count, "60"),
     "MEDSCAN_STORAGE_SWEEP_S": (_count, "3600"),

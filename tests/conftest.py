@@ -22,6 +22,7 @@ from medscan.extensions import db
 from tests.tools import need
 
 TEST_DATABASE_URL = os.environ.get("MEDSCAN_TEST_DATABASE_URL", "")
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 # Test-run switches, not service settings: MEDSCAN_REQUIRE_TOOLS=1 (CI) turns a missing external
 # tool (dcmtk, 7z, mount...) from a skip into a failure.
 KEPT_VARIABLES = frozenset({"MEDSCAN_REQUIRE_TOOLS"})
@@ -58,6 +59,7 @@ def make_app(url: str, folder: Path, **overrides) -> Flask:
         {
             "TESTING": True,
             "SQLALCHEMY_DATABASE_URI": url,
+            "MIGRATIONS_DIR": MIGRATIONS,
             "MEDSCAN_STORAGE_DIR": str(folder / "scans"),
             "MEDSCAN_WORK_DIR": str(folder / "work"),
             **overrides,

@@ -276,6 +276,40 @@ def test_cli_refuses_a_bad_archive_with_a_message(runner, tmp_path):
     assert not (tmp_path / "r.xlsx").exists()
 
 
+def test_cli_takes_several_archives_and_folders_of_them_into_one_report(runner, batch, tmp_path):
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    (folder / "a.zip").write_bytes(batch)
+    (folder / "B.ZIP").write_bytes(zip_of(series_entries(tmp_path, "s", 2, study_uid="9.9")))
+    (folder / "readme.txt").write_text("not an archive: left alone")
+    (tmp_path / "bad.zip").write_text("not a zip")
+    output = tmp_path / "report.xlsx"
+    args = ["medscan", "bulk", str(folder), str(tmp_path / "bad.zip"), "-o", str(output)]
+    result = runner.invoke(args=args)
+    assert result.exit_code == 1  # one archive could not be read: the report is still written
+    assert "7 studies, 2 failed, 2 skipped files" in result.output
+    assert "bad.zip: Only .zip is accepted" in result.output
+    assert "1 of 3 archives could not be read" in result.output
+    workbook = openpyxl.load_workbook(output)
+    paths = [r[0] for r in workbook["Report"].iter_rows(min_row=2, values_only=True)]
+    assert paths == ["B.ZIP/s"] + [f"a.zip/{row[0]}" for row in EXPECTED_ROWS]
+    errors = [r[:2] for r in workbook["Errors"].iter_rows(min_row=2, values_only=True)]
+    assert ("bad.zip", "Skipped") in errors and ("a.zip/notes.txt", "Skipped") in errors
+
+
+def test_cli_refuses_a_folder_without_archives_and_twin_names(runner, batch, tmp_path):
+    (tmp_path / "empty").mkdir()
+    output = str(tmp_path / "r.csv")
+    result = runner.invoke(args=["medscan", "bulk", str(tmp_path / "empty"), "-o", output])
+    assert result.exit_code == 2 and "no .zip archives in folder" in result.output
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x.zip").write_bytes(batch)
+    twins = [str(tmp_path / "one"), str(tmp_path / "two" / "x.zip")]
+    result = runner.invoke(args=["medscan", "bulk", *twins, "-o", output])
+    assert result.exit_code == 2 and "two archives share a name: x.zip" in result.output
+
+
 def test_progress_is_logged_without_the_file_name(client, batch, caplog):
     caplog.set_level("INFO", logger="medscan")
     assert post_archive(client, batch, "Иванов Иван.zip").status_code == 201

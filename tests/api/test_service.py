@@ -57,16 +57,20 @@ class TestApiKeys:
         assert KEY not in caplog.text and "wrong-key-value" not in caplog.text
 
 
-def test_open_api_warns_at_start(app, caplog):
+def test_only_the_server_warns_that_the_api_is_open(app, caplog):
+    """Building the app (every CLI command does) is quiet; gunicorn's workers call warn_if_open."""
     from medscan import create_app
+    from medscan.auth import warn_if_open
 
+    folders = {key: app.config[key] for key in ("MEDSCAN_STORAGE_DIR", "MEDSCAN_WORK_DIR")}
     with caplog.at_level(logging.WARNING):
-        create_app(
-            {
-                "MEDSCAN_STORAGE_DIR": app.config["MEDSCAN_STORAGE_DIR"],
-                "MEDSCAN_WORK_DIR": app.config["MEDSCAN_WORK_DIR"],
-            }
-        )
+        create_app(folders)
+    assert "MEDSCAN_API_KEYS" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        warn_if_open(create_app({**folders, "MEDSCAN_API_KEYS": (KEY,)}))
+    assert "MEDSCAN_API_KEYS" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        warn_if_open(app)
     assert "MEDSCAN_API_KEYS is not set" in caplog.text
 
 

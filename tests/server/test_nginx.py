@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -116,3 +117,41 @@ def test_stalled_bodies_behind_nginx_leave_health_answering_and_free_the_app(ngi
     }
     time.sleep(0.5)
     assert not any(app.incoming.iterdir())  # nginx closed, the app let go of its files
+
+
+def json_answer(answer: bytes) -> tuple[int, dict]:
+    """The status and JSON body of a raw answer (fails on HTML or any other body)."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert re.search(rb"(?im)^content-type: application/json", head), answer[:300]
+    return int(head.split()[1]), json.loads(body)
+
+
+def long_request(line_length: int = 0, headers: str = "") -> bytes:
+    """A GET whose request line has ``line_length`` bytes (a long search), with ``headers``."""
+    target = "/api/health"
+    if line_length:
+        target = "/api/v1/patients?q="
+        target += "a" * (line_length - len(f"GET {target} HTTP/1.1"))
+    return f"GET {target} HTTP/1.1\r\nHost: t\r\n{headers}Connection: close\r\n\r\n".encode()
+
+
+def test_what_nginx_lets_through_gunicorn_takes_so_every_answer_is_json(nginx):
+    """nginx's large_client_header_buffers (4 8k) and gunicorn's limits agree: a request line,
+    a header or a number of headers nginx lets through reaches the app; beyond, nginx answers
+    (gunicorn's own limit answers would be HTML)."""
+    proxy, _ = nginx
+    app_limit = (400, "q: Longer than maximum length 500.")  # the app's answer, not nginx's
+    for length in (4000, 4095, 6000, 8190):
+        status, body = json_answer(proxy.exchange(long_request(length)))
+        assert (status, body["error"]) == app_limit, length
+    for length in (8191, 9000, 20000):
+        assert json_answer(proxy.exchange(long_request(length))) == (414, {"error": "URI too long"})
+    # nginx appends the client's address to X-Forwarded-For: the longest line it takes grows.
+    for name in ("X-Note", "X-Forwarded-For"):
+        header = f"{name}: " + "n" * (8189 - len(f"{name}: ")) + "\r\n"
+        assert json_answer(proxy.exchange(long_request(headers=header)))[0] == 200, name
+    too_long = "X-Note: " + "n" * 8200 + "\r\n"
+    assert json_answer(proxy.exchange(long_request(headers=too_long)))[0] == 400
+    for count, status in ((101, 200), (900, 200), (2000, 400), (20000, 400)):
+        fields = "X:\n" * count
+        assert json_answer(proxy.exchange(long_request(headers=fields)))[0] == status, count

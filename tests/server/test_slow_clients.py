@@ -88,7 +88,8 @@ def test_stalled_headers_are_dropped_with_one_log_line(start_server, tmp_path):
         assert read_answer(sock) == b""
         assert time.monotonic() - asked < 5
     log = (tmp_path / "error.log").read_text()
-    assert "[WARNING] Request headers timed out (GUNICORN_HEADER_TIMEOUT)" in log
+    warning = "[WARNING] [-] gunicorn.error: Request headers timed out (GUNICORN_HEADER_TIMEOUT)"
+    assert warning in log
     assert "Traceback" not in log
 
 

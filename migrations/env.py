@@ -1,4 +1,5 @@
 import logging
+from contextlib import contextmanager
 from logging.config import fileConfig
 
 from alembic import context
@@ -8,10 +9,35 @@ from flask import current_app
 # access to the values within the .ini file in use.
 config = context.config
 
-# Interpret the config file for Python logging.
-# This line sets up loggers basically.
-fileConfig(config.config_file_name, disable_existing_loggers=False)
+# Interpret the config file for Python logging, unless the app has set up logging already
+# (medscan.logs: one format, text or JSON, for every line).
+if not logging.getLogger().handlers:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger('alembic.env')
+
+# PostgreSQL advisory lock held while migrating ("medscan" in ASCII): replicas that start
+# together run `db upgrade` one at a time; the later ones then find the schema current.
+MIGRATIONS_LOCK = 0x6D65647363616E
+
+
+@contextmanager
+def migrations_lock(connection):
+    """Hold the advisory lock on PostgreSQL (waiting as long as it takes); SQLite needs none."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    # Only the wait for this lock is unbounded: the migrations' own statements keep the
+    # app's lock_timeout (SET LOCAL ends with this transaction; the session lock stays).
+    connection.exec_driver_sql("SET LOCAL lock_timeout = 0")
+    connection.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATIONS_LOCK})")
+    connection.commit()
+    try:
+        yield
+    finally:
+        # The connection goes back to the pool, so the lock is released here, not at close.
+        connection.rollback()
+        connection.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATIONS_LOCK})")
+        connection.commit()
 
 
 def get_engine():
@@ -96,14 +122,15 @@ def run_migrations_online():
             # building an index on a large table may take longer.
             connection.exec_driver_sql("SET statement_timeout = 0")
             connection.commit()  # the session setting stays; the migrations run in their own
-        context.configure(
-            connection=connection,
-            target_metadata=get_metadata(),
-            **conf_args
-        )
+        with migrations_lock(connection):
+            context.configure(
+                connection=connection,
+                target_metadata=get_metadata(),
+                **conf_args
+            )
 
-        with context.begin_transaction():
-            context.run_migrations()
+            with context.begin_transaction():
+                context.run_migrations()
 
 
 if context.is_offline_mode():
