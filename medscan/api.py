@@ -61,8 +61,8 @@ class ArgumentsParser(FlaskParser):
 
 # What any request with a body may also answer (medscan/server.py, CONTRACT.md Conventions).
 BODY_RESPONSES = {
-    408: "Request body timeout: no byte for MEDSCAN_BODY_TIMEOUT_S",
-    503: "Server busy (no thread free for a body) or not enough disk space; see Retry-After",
+    408: ("Request body timeout", "No byte of the body for MEDSCAN_BODY_TIMEOUT_S"),
+    503: ("Server busy", "No thread free for a body, or not enough disk space; see Retry-After"),
 }
 
 
@@ -86,15 +86,22 @@ class Blueprint(flask_smorest.Blueprint):
 
         def parse_and_document(view):
             view = parse(view)
-            for status, description in BODY_RESPONSES.items():
-                view = self.alt_response(status, description=description)(view)
+            for status, (message, description) in BODY_RESPONSES.items():
+                view = self.alt_response(status, message=message, description=description)(view)
             return view
 
         return parse_and_document
 
-    def alt_response(self, status_code, response=None, *, schema=None, **kwargs: Any):
+    def alt_response(
+        self, status_code, response=None, *, schema=None, message: str | None = None, **kwargs
+    ):
+        """flask-smorest's, with ``message``: the error's text, shown as its example (and as
+        the description unless one is given)."""
         if response is None and schema is None and int(status_code) >= 400:
             schema = ErrorSchema
+        if message is not None:
+            kwargs.setdefault("description", message)
+            kwargs.setdefault("example", {"error": message})
         return super().alt_response(status_code, response, schema=schema, **kwargs)
 
     def file_response(self, content_type: str, description: str):

@@ -97,8 +97,16 @@ class BulkRunCollection(MethodView):
     @bp.doc(operationId="createBulkRun")
     @bp.arguments(BulkUploadSchema(), location="multipart")
     @bp.response(201, IdSchema)
-    @bp.alt_response(413, description="Body over MEDSCAN_MAX_BULK_MB, or over an unpack limit")
-    @bp.alt_response(503, description="Not enough disk space to unpack (see Retry-After)")
+    @bp.alt_response(
+        413,
+        message="ZIP too large. Max 4096 MB",
+        description="Body over MEDSCAN_MAX_BULK_MB, or over an unpack limit",
+    )
+    @bp.alt_response(
+        503,
+        message="Not enough disk space",
+        description="Not enough disk space to unpack (see Retry-After)",
+    )
     def post(self, files: dict):
         """Upload a ZIP of studies; answers when every study has been analysed."""
         upload = files["file"]
@@ -129,7 +137,7 @@ class BulkRunCollection(MethodView):
 @bp.get("/<id:run_id>")
 @bp.doc(operationId="getBulkRun")
 @bp.response(200, BulkRunDetailSchema)
-@bp.alt_response(404, description=NOT_FOUND)
+@bp.alt_response(404, message=NOT_FOUND)
 def get_run(run_id: str):
     """A run with every report row and its error."""
     return get_or_404(BulkRun, run_id, NOT_FOUND)
@@ -179,7 +187,7 @@ def report_file(name: str, mimetype: str, write: Callable[[BinaryIO], None]):
 @bp.get("/<id:run_id>/report.xlsx")
 @bp.doc(operationId="getBulkReportXlsx")
 @bp.file_response(XLSX, "The report workbook: sheets Report, Errors and About")
-@bp.alt_response(404, description=NOT_FOUND)
+@bp.alt_response(404, message=NOT_FOUND)
 def report_xlsx(run_id: str):
     """The report as XLSX: sheets Report, Errors and About."""
     run = get_or_404(BulkRun, run_id, NOT_FOUND)
@@ -193,7 +201,7 @@ def report_xlsx(run_id: str):
 @bp.get("/<id:run_id>/report.csv")
 @bp.doc(operationId="getBulkReportCsv")
 @bp.file_response(CSV, "The Report sheet as CSV (UTF-8)")
-@bp.alt_response(404, description=NOT_FOUND)
+@bp.alt_response(404, message=NOT_FOUND)
 def report_csv(run_id: str):
     """The report as CSV (UTF-8)."""
     run = get_or_404(BulkRun, run_id, NOT_FOUND)

@@ -80,7 +80,7 @@ class PatientItem(MethodView):
 
     @bp.doc(operationId="getPatient")
     @bp.response(200, PatientSchema)
-    @bp.alt_response(404, description=NOT_FOUND)
+    @bp.alt_response(404, message=NOT_FOUND)
     def get(self, patient_id: str):
         """Get a patient."""
         return read_one_or_404(PATIENT_BY_ID, patient_id, NOT_FOUND)
@@ -88,7 +88,7 @@ class PatientItem(MethodView):
     @bp.doc(operationId="updatePatient")
     @bp.arguments(PatientUpdateSchema())
     @bp.response(200, PatientSchema)
-    @bp.alt_response(404, description=NOT_FOUND)
+    @bp.alt_response(404, message=NOT_FOUND)
     def put(self, data: dict, patient_id: str):
         """Change any of the names and the description."""
         patient = get_or_404(Patient, patient_id, NOT_FOUND)
@@ -100,7 +100,7 @@ class PatientItem(MethodView):
 
     @bp.doc(operationId="deletePatient")
     @bp.response(204)
-    @bp.alt_response(404, description=NOT_FOUND)
+    @bp.alt_response(404, message=NOT_FOUND)
     def delete(self, patient_id: str):
         """Delete a patient and every scan of theirs."""
         patient = get_or_404(Patient, patient_id, NOT_FOUND)

@@ -85,11 +85,13 @@ class ScanCollection(MethodView):
     @bp.doc(operationId="uploadScan")
     @bp.arguments(ScanUploadSchema(), location="multipart")
     @bp.response(201, IdSchema, headers=LOCATION)
-    @bp.alt_response(404, description="Patient not found")
+    @bp.alt_response(404, message="Patient not found")
     @bp.alt_response(
-        413, description="Body over MEDSCAN_MAX_SCAN_MB, or a ZIP over the unpack limits"
+        413,
+        message="File too large. Max 2048 MB",
+        description="Body over MEDSCAN_MAX_SCAN_MB, or a ZIP over the unpack limits",
     )
-    @bp.alt_response(415, description="Neither DICOM nor a ZIP holding DICOM")
+    @bp.alt_response(415, message=UNSUPPORTED, description="Neither DICOM nor a ZIP holding DICOM")
     def post(self, form: dict):
         """Upload a scan: a DICOM file (Part 10 or raw dataset) or a ZIP of one series."""
         file: FileStorage = form["file"]
@@ -138,7 +140,7 @@ class ScanItem(MethodView):
 
     @bp.doc(operationId="getScan")
     @bp.response(200, ScanSchema)
-    @bp.alt_response(404, description=NOT_FOUND)
+    @bp.alt_response(404, message=NOT_FOUND)
     def get(self, scan_id: str):
         """Get a scan's metadata."""
         return read_one_or_404(SCAN_BY_ID, scan_id, NOT_FOUND)
@@ -146,7 +148,7 @@ class ScanItem(MethodView):
     @bp.doc(operationId="updateScan")
     @bp.arguments(ScanUpdateSchema())
     @bp.response(200, ScanSchema)
-    @bp.alt_response(404, description=NOT_FOUND)
+    @bp.alt_response(404, message=NOT_FOUND)
     def put(self, data: dict, scan_id: str):
         """Change a scan's description."""
         scan = get_or_404(Scan, scan_id, NOT_FOUND)
@@ -157,7 +159,7 @@ class ScanItem(MethodView):
 
     @bp.doc(operationId="deleteScan")
     @bp.response(204)
-    @bp.alt_response(404, description=NOT_FOUND)
+    @bp.alt_response(404, message=NOT_FOUND)
     def delete(self, scan_id: str):
         """Delete a scan and its stored file."""
         row_id = parse_uuid(scan_id)
@@ -179,8 +181,12 @@ class ScanItem(MethodView):
     206, schema=BINARY, content_type=OCTET_STREAM, description="Partial content (Range)"
 )
 @bp.alt_response(304, description="Not modified (If-None-Match)")
-@bp.alt_response(404, description=NOT_FOUND)
-@bp.alt_response(416, description="The range starts past the end of the file")
+@bp.alt_response(404, message=NOT_FOUND)
+@bp.alt_response(
+    416,
+    message="Requested Range Not Satisfiable",
+    description="The range starts past the end of the file",
+)
 def download(scan_id: str):
     """Download the scan file as uploaded."""
     scan = get_or_404(Scan, scan_id, NOT_FOUND)
@@ -207,8 +213,10 @@ def download(scan_id: str):
 @bp.post("/scans/<id:scan_id>/analyze")
 @bp.doc(operationId="analyzeScan")
 @bp.response(200, AnalyzeResponseSchema)
-@bp.alt_response(404, description=NOT_FOUND)
-@bp.alt_response(503, description="Not enough disk space to unpack a ZIP scan")
+@bp.alt_response(404, message=NOT_FOUND)
+@bp.alt_response(
+    503, message="Not enough disk space", description="Not enough disk space to unpack a ZIP scan"
+)
 def analyze(scan_id: str):
     """Analyse a scan with the model and store its report (a failed analysis is still 200)."""
     scan = get_or_404(Scan, scan_id, NOT_FOUND)
@@ -233,7 +241,11 @@ def analyze(scan_id: str):
 @bp.get("/scans/<id:scan_id>/report")
 @bp.doc(operationId="getScanReport")
 @bp.response(200, StoredReportSchema)
-@bp.alt_response(404, description=f"{NOT_FOUND}, or Report not found (never analysed)")
+@bp.alt_response(
+    404,
+    message="Report not found",
+    description=f"{NOT_FOUND}, or Report not found (never analysed)",
+)
 def report(scan_id: str):
     """The last stored report of a scan."""
     scan = get_or_404(Scan, scan_id, NOT_FOUND)
