@@ -9,12 +9,13 @@ from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote
 
 import flask_smorest
-from flask import abort, url_for
+from flask import abort, request, url_for
 from webargs.flaskparser import FlaskParser
 from webargs.flaskparser import abort as abort_invalid
 from werkzeug.datastructures import CombinedMultiDict
+from werkzeug.routing import BaseConverter
 
-from medscan.extensions import db
+from medscan.extensions import ErrorSchema, api, db
 
 ModelT = TypeVar("ModelT")
 
@@ -60,15 +61,16 @@ class ArgumentsParser(FlaskParser):
 
 # What any request with a body may also answer (medscan/server.py, CONTRACT.md Conventions).
 BODY_RESPONSES = {
-    408: "Request body timeout: no byte for MEDSCAN_BODY_TIMEOUT_S",
-    503: "Server busy (no thread free for a body) or not enough disk space; see Retry-After",
+    408: ("Request body timeout", "No byte of the body for MEDSCAN_BODY_TIMEOUT_S"),
+    503: ("Server busy", "No thread free for a body, or not enough disk space; see Retry-After"),
 }
 
 
 class Blueprint(flask_smorest.Blueprint):
     """A flask-smorest blueprint that validates with ``ArgumentsParser``.
 
-    Views taking a body (JSON or multipart) document the answers every body can get.
+    Views taking a body (JSON or multipart) document the answers every body can get, and every
+    documented error answer has the error body unless it names another schema.
     """
 
     ARGUMENTS_PARSER = ArgumentsParser()
@@ -84,11 +86,64 @@ class Blueprint(flask_smorest.Blueprint):
 
         def parse_and_document(view):
             view = parse(view)
-            for status, description in BODY_RESPONSES.items():
-                view = self.alt_response(status, description=description)(view)
+            for status, (message, description) in BODY_RESPONSES.items():
+                view = self.alt_response(status, message=message, description=description)(view)
             return view
 
         return parse_and_document
+
+    def alt_response(
+        self, status_code, response=None, *, schema=None, message: str | None = None, **kwargs
+    ):
+        """flask-smorest's, with ``message``: the error's text, shown as its example (and as
+        the description unless one is given)."""
+        if response is None and schema is None and int(status_code) >= 400:
+            schema = ErrorSchema
+        if message is not None:
+            kwargs.setdefault("description", message)
+            kwargs.setdefault("example", {"error": message})
+        return super().alt_response(status_code, response, schema=schema, **kwargs)
+
+    def file_response(self, content_type: str, description: str):
+        """Document a 200 download of ``content_type``, also served as octet-stream on request.
+
+        Binary types are ``format: binary``; text types (CSV) are strings. Code generators that
+        know no vendor type (``openapi-python-client`` reads JSON, text and octet-stream only)
+        take the octet-stream entry and hand the body over as a file.
+        """
+        schema = {"type": "string"} if content_type.startswith("text/") else BINARY
+        document = self.response(200, schema, content_type=content_type, description=description)
+        if content_type == OCTET_STREAM:
+            return document
+        octet_stream = {"content": {OCTET_STREAM: {"schema": BINARY}}}
+        return lambda view: self.doc(responses={200: octet_stream})(document(view))
+
+
+OCTET_STREAM = "application/octet-stream"
+LOCATION = {"Location": {"schema": {"type": "string"}, "description": "the created resource"}}
+BINARY = {"type": "string", "format": "binary"}
+
+
+class IdConverter(BaseConverter):
+    """A path id (``<id:scan_id>``): any one segment, documented as a UUID.
+
+    A segment that is not a UUID still reaches the view, which answers the resource's 404.
+    """
+
+
+api.register_converter(
+    IdConverter,
+    lambda converter: {
+        "type": "string",
+        "format": "uuid",
+        "example": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+    },
+)
+
+
+def download_type(content_type: str) -> str:
+    """``content_type``, or octet-stream for a client that prefers it (``Accept``)."""
+    return request.accept_mimetypes.best_match([content_type, OCTET_STREAM]) or content_type
 
 
 def parse_uuid(raw: str) -> uuid.UUID | None:

@@ -1,7 +1,8 @@
 """``/api/docs``: Swagger UI over ``/api/openapi.json``, its assets served from a pip package.
 
 flask-smorest's default Swagger UI loads its scripts from a CDN; here they come from
-``swagger-ui-bundle`` so the page works offline (hospital networks often have no internet).
+``swagger-ui-bundle-v2`` (Swagger UI 5, kept current by connexion's maintainers) so the page
+works offline (hospital networks often have no internet).
 """
 
 from flask import Blueprint, Flask, send_from_directory
@@ -21,11 +22,13 @@ OPENAPI_SETTINGS = {
     "OPENAPI_JSON_PATH": "openapi.json",
     "OPENAPI_SWAGGER_UI_PATH": "/docs",
     "OPENAPI_SWAGGER_UI_URL": ASSETS_URL,
+    # Links such as /api/docs#/scans/analyzeScan open that operation.
+    "OPENAPI_SWAGGER_UI_CONFIG": {"deepLinking": True},
     "API_SPEC_OPTIONS": {
         "info": {
             "description": (
                 "Chest-CT studies per patient, their analysis, and bulk triage reports. "
-                "Every error body is `{\"error\": \"...\"}`. When MEDSCAN_API_KEYS is set, "
+                'Every error body is `{"error": "..."}`. When MEDSCAN_API_KEYS is set, '
                 "send `Authorization: Bearer <key>` or `X-API-Key: <key>`."
             )
         },

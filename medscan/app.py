@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from medscan import cli, errors
 from medscan.analysis import register_model
+from medscan.api import IdConverter
 from medscan.apidocs import OPENAPI_SETTINGS, register_apidocs
 from medscan.auth import register_auth
 from medscan.bulk.archive import sweep_stale_work_dirs
@@ -99,7 +100,8 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    """Mount every resource."""
+    """Mount every resource (their path ids use the ``id`` converter)."""
+    app.url_map.converters["id"] = IdConverter
     api.register_blueprint(health_bp)
     api.register_blueprint(patients_bp)
     api.register_blueprint(scans_bp)

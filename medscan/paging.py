@@ -48,9 +48,11 @@ def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
     return ma.Schema.from_dict(
         {
             "items": ma.fields.List(ma.fields.Nested(item_schema), required=True),
-            "total": ma.fields.Integer(required=True),
-            "limit": ma.fields.Integer(required=True),
-            "offset": ma.fields.Integer(required=True),
+            "total": ma.fields.Integer(
+                required=True, metadata={"description": "all matches", "example": 1}
+            ),
+            "limit": ma.fields.Integer(required=True, metadata={"example": 20}),
+            "offset": ma.fields.Integer(required=True, metadata={"example": 0}),
         },
         name=name,
     )

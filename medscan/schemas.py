@@ -10,7 +10,11 @@ import marshmallow as ma
 from flask_smorest.fields import Upload
 from werkzeug.datastructures import FileStorage
 
-from medscan.analyzer.report import ReportRow
+from medscan.analyzer.report import FAILURE, SUCCESS, ReportRow
+
+# Examples shown by Swagger UI and generated clients' docs: realistic values, never real people.
+EXAMPLE_ID = "0b7c9e5e-3f0e-4c8a-9a51-6f2d1c4b8e21"
+EXAMPLE_TIME = "2025-09-20T10:00:00Z"
 
 
 class Timestamp(ma.fields.DateTime):
@@ -64,20 +68,47 @@ class InputSchema(ma.Schema):
 class IdSchema(ma.Schema):
     """``{"id": uuid}``, the answer to a create."""
 
-    id = ma.fields.UUID(required=True)
+    id = ma.fields.UUID(required=True, metadata={"example": EXAMPLE_ID})
 
 
-def _report_field(annotation: Any) -> ma.fields.Field:
+# What the document says of each report key beyond its type: its range and an example.
+REPORT_KEY_DOCS: dict[str, dict[str, Any]] = {
+    "path_to_study": {"metadata": {"example": "batch1/norma_anon.zip"}},
+    "study_uid": {"metadata": {"example": "1.2.276.0.7230010.3.1.2.2344313775.14992.1458058359.6"}},
+    "series_uid": {
+        "metadata": {"example": "1.2.276.0.7230010.3.1.3.2344313775.14992.1458058359.7"}
+    },
+    "probability_of_pathology": {
+        "validate": ma.validate.Range(0, 1),
+        "metadata": {"example": 0.83, "description": "null on Failure"},
+    },
+    "pathology": {
+        "validate": ma.validate.Range(0, 1),
+        "metadata": {
+            "example": 1,
+            "description": "1 iff probability >= threshold; null on Failure",
+        },
+    },
+    "processing_status": {"validate": ma.validate.OneOf([SUCCESS, FAILURE])},
+    "time_of_processing": {
+        "validate": ma.validate.Range(min=0),
+        "metadata": {"example": 1.42, "description": "seconds"},
+    },
+}
+
+
+def _report_field(name: str, annotation: Any) -> ma.fields.Field:
     """The marshmallow field for one ``ReportRow`` attribute type."""
     allow_none = type(None) in typing.get_args(annotation)
     base = next(t for t in (typing.get_args(annotation) or (annotation,)) if t is not type(None))
     field_class = {str: ma.fields.String, float: ma.fields.Float, int: ma.fields.Integer}[base]
-    return field_class(required=True, allow_none=allow_none)
+    return field_class(required=True, allow_none=allow_none, **REPORT_KEY_DOCS[name])
 
 
 def report_fields() -> dict[str, ma.fields.Field]:
     """The seven report keys, in order, straight from the analyzer's ReportRow (defined there)."""
-    return {name: _report_field(kind) for name, kind in typing.get_type_hints(ReportRow).items()}
+    hints = typing.get_type_hints(ReportRow)
+    return {name: _report_field(name, kind) for name, kind in hints.items()}
 
 
 ReportSchema = ma.Schema.from_dict(report_fields(), name="Report")

@@ -15,7 +15,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from medscan.analysis import current_model, unpack_limits
 from medscan.analyzer.report import ReportRow
-from medscan.api import Blueprint, content_disposition, get_or_404
+from medscan.api import Blueprint, content_disposition, download_type, get_or_404
 from medscan.bulk.archive import sweep_stale_work_dirs, work_dir
 from medscan.bulk.report_files import ErrorLine, csv_lines, write_xlsx
 from medscan.bulk.runs import about, build_run, error_lines, report_rows
@@ -38,6 +38,7 @@ bp = Blueprint("bulk", __name__, url_prefix="/api/bulk-runs", description="Bulk 
 NOT_FOUND = "Run not found"
 ONLY_ZIP = "Only .zip is accepted"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+CSV = "text/csv"
 ALL_RUNS = PageQuery(list(BulkRun.__table__.c))
 
 
@@ -84,6 +85,7 @@ def run_archive(archive: Path, file_name: str) -> BulkResult:
 class BulkRunCollection(MethodView):
     """Bulk runs."""
 
+    @bp.doc(operationId="listBulkRuns")
     @bp.arguments(BulkRunQuerySchema(), location="query")
     @bp.response(200, BulkRunPageSchema)
     def get(self, args: dict):
@@ -92,10 +94,19 @@ class BulkRunCollection(MethodView):
         # Unsaved model objects dump ``model`` ({name, version, threshold}) as a run does.
         return {**page, "items": [BulkRun(**run) for run in page["items"]]}
 
+    @bp.doc(operationId="createBulkRun")
     @bp.arguments(BulkUploadSchema(), location="multipart")
     @bp.response(201, IdSchema)
-    @bp.alt_response(413, description="Body over MEDSCAN_MAX_BULK_MB, or over an unpack limit")
-    @bp.alt_response(503, description="Not enough disk space to unpack (see Retry-After)")
+    @bp.alt_response(
+        413,
+        message="ZIP too large. Max 4096 MB",
+        description="Body over MEDSCAN_MAX_BULK_MB, or over an unpack limit",
+    )
+    @bp.alt_response(
+        503,
+        message="Not enough disk space",
+        description="Not enough disk space to unpack (see Retry-After)",
+    )
     def post(self, files: dict):
         """Upload a ZIP of studies; answers when every study has been analysed."""
         upload = files["file"]
@@ -123,8 +134,10 @@ class BulkRunCollection(MethodView):
         return {"id": run.id}
 
 
-@bp.get("/<run_id>")
+@bp.get("/<id:run_id>")
+@bp.doc(operationId="getBulkRun")
 @bp.response(200, BulkRunDetailSchema)
+@bp.alt_response(404, message=NOT_FOUND)
 def get_run(run_id: str):
     """A run with every report row and its error."""
     return get_or_404(BulkRun, run_id, NOT_FOUND)
@@ -166,13 +179,15 @@ def report_file(name: str, mimetype: str, write: Callable[[BinaryIO], None]):
         handle.close()  # frees what was written at once
         raise
     handle.seek(0)
-    response = send_file(handle, mimetype=mimetype, max_age=0)
+    response = send_file(handle, mimetype=download_type(mimetype), max_age=0)
     response.headers["Content-Disposition"] = content_disposition(name)
     return response
 
 
-@bp.get("/<run_id>/report.xlsx")
-@bp.response(200, {"format": "binary", "type": "string"}, content_type=XLSX)
+@bp.get("/<id:run_id>/report.xlsx")
+@bp.doc(operationId="getBulkReportXlsx")
+@bp.file_response(XLSX, "The report workbook: sheets Report, Errors and About")
+@bp.alt_response(404, message=NOT_FOUND)
 def report_xlsx(run_id: str):
     """The report as XLSX: sheets Report, Errors and About."""
     run = get_or_404(BulkRun, run_id, NOT_FOUND)
@@ -183,13 +198,15 @@ def report_xlsx(run_id: str):
     )
 
 
-@bp.get("/<run_id>/report.csv")
-@bp.response(200, {"type": "string"}, content_type="text/csv")
+@bp.get("/<id:run_id>/report.csv")
+@bp.doc(operationId="getBulkReportCsv")
+@bp.file_response(CSV, "The Report sheet as CSV (UTF-8)")
+@bp.alt_response(404, message=NOT_FOUND)
 def report_csv(run_id: str):
     """The report as CSV (UTF-8)."""
     run = get_or_404(BulkRun, run_id, NOT_FOUND)
     return report_file(
         f"bulk_report_{run.id}.csv",
-        "text/csv",  # werkzeug adds "; charset=utf-8"
+        CSV,  # werkzeug adds "; charset=utf-8"
         lambda handle: handle.writelines(line.encode() for line in csv_lines(stored_rows(run))),
     )

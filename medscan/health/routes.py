@@ -16,9 +16,9 @@ bp = Blueprint("health", __name__, url_prefix="/api", description="Service healt
 
 
 @bp.get("/health")
-@bp.doc(security=[])
+@bp.doc(operationId="getHealth", security=[])
 @bp.response(200, HealthSchema)
-@bp.alt_response(503, description="The database cannot be reached")
+@bp.alt_response(503, message="Database unavailable", description="The database cannot be reached")
 def health():
     """Answer 200 when the database answers a trivial query, else 503."""
     try:

@@ -6,5 +6,5 @@ import marshmallow as ma
 class HealthSchema(ma.Schema):
     """``{"status": "ok", "database": "ok"}``."""
 
-    status = ma.fields.String(required=True)
-    database = ma.fields.String(required=True)
+    status = ma.fields.String(required=True, metadata={"example": "ok"})
+    database = ma.fields.String(required=True, metadata={"example": "ok"})

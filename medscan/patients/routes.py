@@ -7,7 +7,7 @@ import functools
 from flask.views import MethodView
 from sqlalchemy import bindparam, select
 
-from medscan.api import Blueprint, get_or_404, location_of
+from medscan.api import LOCATION, Blueprint, get_or_404, location_of
 from medscan.extensions import db
 from medscan.models import Patient, fold_for_search
 from medscan.paging import PageQuery, SearchPageQuery
@@ -53,6 +53,7 @@ def contains_pattern(word: str) -> str:
 class PatientCollection(MethodView):
     """The list of patients."""
 
+    @bp.doc(operationId="listPatients")
     @bp.arguments(PatientQuerySchema(), location="query")
     @bp.response(200, PatientPageSchema)
     def get(self, args: dict):
@@ -62,8 +63,9 @@ class PatientCollection(MethodView):
         patterns = {f"word{i}": contains_pattern(word) for i, word in enumerate(words)}
         return query.fetch(args["limit"], args["offset"], **patterns)
 
+    @bp.doc(operationId="createPatient")
     @bp.arguments(PatientCreateSchema())
-    @bp.response(201, IdSchema, headers={"Location": {"schema": {"type": "string"}}})
+    @bp.response(201, IdSchema, headers=LOCATION)
     def post(self, data: dict):
         """Create a patient."""
         patient = Patient(**data)
@@ -72,17 +74,21 @@ class PatientCollection(MethodView):
         return {"id": patient.id}, location_of("patients.PatientItem", patient_id=patient.id)
 
 
-@bp.route("/<patient_id>")
+@bp.route("/<id:patient_id>")
 class PatientItem(MethodView):
     """One patient."""
 
+    @bp.doc(operationId="getPatient")
     @bp.response(200, PatientSchema)
+    @bp.alt_response(404, message=NOT_FOUND)
     def get(self, patient_id: str):
         """Get a patient."""
         return read_one_or_404(PATIENT_BY_ID, patient_id, NOT_FOUND)
 
+    @bp.doc(operationId="updatePatient")
     @bp.arguments(PatientUpdateSchema())
     @bp.response(200, PatientSchema)
+    @bp.alt_response(404, message=NOT_FOUND)
     def put(self, data: dict, patient_id: str):
         """Change any of the names and the description."""
         patient = get_or_404(Patient, patient_id, NOT_FOUND)
@@ -92,7 +98,9 @@ class PatientItem(MethodView):
         db.session.commit()
         return patient
 
+    @bp.doc(operationId="deletePatient")
     @bp.response(204)
+    @bp.alt_response(404, message=NOT_FOUND)
     def delete(self, patient_id: str):
         """Delete a patient and every scan of theirs."""
         patient = get_or_404(Patient, patient_id, NOT_FOUND)

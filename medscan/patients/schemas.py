@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 
 from medscan.paging import PageArgsSchema, page_schema
-from medscan.schemas import InputSchema, Text, Timestamp
+from medscan.schemas import EXAMPLE_ID, EXAMPLE_TIME, InputSchema, Text, Timestamp
 
 NAME_LENGTH = ma.validate.Length(1, 100)
 DESCRIPTION_LENGTH = ma.validate.Length(max=10_000)
@@ -14,12 +14,14 @@ DESCRIPTION_LENGTH = ma.validate.Length(max=10_000)
 class PatientSchema(ma.Schema):
     """A patient as the API returns it."""
 
-    id = ma.fields.UUID(required=True)
-    first_name = ma.fields.String(required=True)
-    last_name = ma.fields.String(required=True)
-    description = ma.fields.String(required=True, allow_none=True)
-    created_at = Timestamp(required=True)
-    updated_at = Timestamp(required=True)
+    id = ma.fields.UUID(required=True, metadata={"example": EXAMPLE_ID})
+    first_name = ma.fields.String(required=True, metadata={"example": "Иван"})
+    last_name = ma.fields.String(required=True, metadata={"example": "Семёнов"})
+    description = ma.fields.String(
+        required=True, allow_none=True, metadata={"example": "follow-up after pneumonia"}
+    )
+    created_at = Timestamp(required=True, metadata={"example": EXAMPLE_TIME})
+    updated_at = Timestamp(required=True, metadata={"example": EXAMPLE_TIME})
 
 
 PatientPageSchema = page_schema(PatientSchema, "PatientPage")
@@ -28,17 +30,23 @@ PatientPageSchema = page_schema(PatientSchema, "PatientPage")
 class PatientCreateSchema(InputSchema):
     """``POST`` body: both names required, description optional."""
 
-    first_name = Text(strip=True, required=True, validate=NAME_LENGTH)
-    last_name = Text(strip=True, required=True, validate=NAME_LENGTH)
-    description = Text(allow_none=True, validate=DESCRIPTION_LENGTH)
+    first_name = Text(strip=True, required=True, validate=NAME_LENGTH, metadata={"example": "Иван"})
+    last_name = Text(
+        strip=True, required=True, validate=NAME_LENGTH, metadata={"example": "Семёнов"}
+    )
+    description = Text(
+        allow_none=True, validate=DESCRIPTION_LENGTH, metadata={"example": "follow-up"}
+    )
 
 
 class PatientUpdateSchema(InputSchema):
     """``PUT`` body: any non-empty subset; names cannot be null or blank."""
 
-    first_name = Text(strip=True, validate=NAME_LENGTH)
-    last_name = Text(strip=True, validate=NAME_LENGTH)
-    description = Text(allow_none=True, validate=DESCRIPTION_LENGTH)
+    first_name = Text(strip=True, validate=NAME_LENGTH, metadata={"example": "Иван"})
+    last_name = Text(strip=True, validate=NAME_LENGTH, metadata={"example": "Семёнов"})
+    description = Text(
+        allow_none=True, validate=DESCRIPTION_LENGTH, metadata={"example": "second opinion"}
+    )
 
     @ma.validates_schema
     def require_a_field(self, data: dict, **kwargs) -> None:
@@ -60,6 +68,7 @@ class PatientQuerySchema(PageArgsSchema):
                 "Case-insensitive substring search on first or last name; every "
                 "whitespace-separated word must match; `ё` and `е` are the same letter; "
                 "`%` and `_` match literally."
-            )
+            ),
+            "example": "семенов",
         },
     )

@@ -14,7 +14,16 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_range_header
 
 from medscan.analysis import analyze_stored_scan, current_model, unpack_limits
-from medscan.api import Blueprint, content_disposition, get_or_404, location_of, parse_uuid
+from medscan.api import (
+    BINARY,
+    LOCATION,
+    OCTET_STREAM,
+    Blueprint,
+    content_disposition,
+    get_or_404,
+    location_of,
+    parse_uuid,
+)
 from medscan.errors import json_error
 from medscan.extensions import db
 from medscan.models import Patient, Scan, utcnow
@@ -63,6 +72,7 @@ def scan_too_large(error: RequestEntityTooLarge):
 class ScanCollection(MethodView):
     """The list of scans."""
 
+    @bp.doc(operationId="listScans")
     @bp.arguments(ScanQuerySchema(), location="query")
     @bp.response(200, ScanPageSchema)
     def get(self, args: dict):
@@ -72,13 +82,16 @@ class ScanCollection(MethodView):
             return SCANS_OF_PATIENT.fetch(args["limit"], args["offset"], patient_id=patient_id)
         return ALL_SCANS.fetch(args["limit"], args["offset"])
 
+    @bp.doc(operationId="uploadScan")
     @bp.arguments(ScanUploadSchema(), location="multipart")
-    @bp.response(201, IdSchema, headers={"Location": {"schema": {"type": "string"}}})
-    @bp.alt_response(404, description="Patient not found")
+    @bp.response(201, IdSchema, headers=LOCATION)
+    @bp.alt_response(404, message="Patient not found")
     @bp.alt_response(
-        413, description="Body over MEDSCAN_MAX_SCAN_MB, or a ZIP over the unpack limits"
+        413,
+        message="File too large. Max 2048 MB",
+        description="Body over MEDSCAN_MAX_SCAN_MB, or a ZIP over the unpack limits",
     )
-    @bp.alt_response(415, description="Neither DICOM nor a ZIP holding DICOM")
+    @bp.alt_response(415, message=UNSUPPORTED, description="Neither DICOM nor a ZIP holding DICOM")
     def post(self, form: dict):
         """Upload a scan: a DICOM file (Part 10 or raw dataset) or a ZIP of one series."""
         file: FileStorage = form["file"]
@@ -121,17 +134,21 @@ class ScanCollection(MethodView):
         return {"id": scan_id}, location_of("scans.ScanItem", scan_id=scan_id)
 
 
-@bp.route("/v1/scans/<scan_id>")
+@bp.route("/v1/scans/<id:scan_id>")
 class ScanItem(MethodView):
     """One scan's metadata."""
 
+    @bp.doc(operationId="getScan")
     @bp.response(200, ScanSchema)
+    @bp.alt_response(404, message=NOT_FOUND)
     def get(self, scan_id: str):
         """Get a scan's metadata."""
         return read_one_or_404(SCAN_BY_ID, scan_id, NOT_FOUND)
 
+    @bp.doc(operationId="updateScan")
     @bp.arguments(ScanUpdateSchema())
     @bp.response(200, ScanSchema)
+    @bp.alt_response(404, message=NOT_FOUND)
     def put(self, data: dict, scan_id: str):
         """Change a scan's description."""
         scan = get_or_404(Scan, scan_id, NOT_FOUND)
@@ -140,7 +157,9 @@ class ScanItem(MethodView):
         db.session.commit()
         return scan
 
+    @bp.doc(operationId="deleteScan")
     @bp.response(204)
+    @bp.alt_response(404, message=NOT_FOUND)
     def delete(self, scan_id: str):
         """Delete a scan and its stored file."""
         row_id = parse_uuid(scan_id)
@@ -155,15 +174,19 @@ class ScanItem(MethodView):
         remove_deleted_files([row_id])
 
 
-@bp.get("/scans/<scan_id>/file")
-@bp.response(
-    200,
-    {"format": "binary", "type": "string"},
-    content_type="application/octet-stream",
-    description="The exact bytes uploaded; supports Range and If-None-Match",
+@bp.get("/scans/<id:scan_id>/file")
+@bp.doc(operationId="downloadScanFile")
+@bp.file_response(OCTET_STREAM, "The exact bytes uploaded; supports Range and If-None-Match")
+@bp.alt_response(
+    206, schema=BINARY, content_type=OCTET_STREAM, description="Partial content (Range)"
 )
-@bp.alt_response(206, description="Partial content (Range)")
 @bp.alt_response(304, description="Not modified (If-None-Match)")
+@bp.alt_response(404, message=NOT_FOUND)
+@bp.alt_response(
+    416,
+    message="Requested Range Not Satisfiable",
+    description="The range starts past the end of the file",
+)
 def download(scan_id: str):
     """Download the scan file as uploaded."""
     scan = get_or_404(Scan, scan_id, NOT_FOUND)
@@ -187,9 +210,13 @@ def download(scan_id: str):
     return response
 
 
-@bp.post("/scans/<scan_id>/analyze")
+@bp.post("/scans/<id:scan_id>/analyze")
+@bp.doc(operationId="analyzeScan")
 @bp.response(200, AnalyzeResponseSchema)
-@bp.alt_response(503, description="Not enough disk space to unpack a ZIP scan")
+@bp.alt_response(404, message=NOT_FOUND)
+@bp.alt_response(
+    503, message="Not enough disk space", description="Not enough disk space to unpack a ZIP scan"
+)
 def analyze(scan_id: str):
     """Analyse a scan with the model and store its report (a failed analysis is still 200)."""
     scan = get_or_404(Scan, scan_id, NOT_FOUND)
@@ -211,8 +238,14 @@ def analyze(scan_id: str):
     return body
 
 
-@bp.get("/scans/<scan_id>/report")
+@bp.get("/scans/<id:scan_id>/report")
+@bp.doc(operationId="getScanReport")
 @bp.response(200, StoredReportSchema)
+@bp.alt_response(
+    404,
+    message="Report not found",
+    description=f"{NOT_FOUND}, or Report not found (never analysed)",
+)
 def report(scan_id: str):
     """The last stored report of a scan."""
     scan = get_or_404(Scan, scan_id, NOT_FOUND)

@@ -80,6 +80,11 @@ def test_ct_dicom_round_trip_is_byte_identical(client, app, patient_id, ct_bytes
     assert [f.name for f in files] == [uuid.UUID(scan_id).hex]  # named by the server
 
 
+def test_upload_without_description_stores_null(client, patient_id, ct_bytes):
+    scan_id = upload(client, patient_id, ct_bytes).get_json()["id"]
+    assert client.get(f"{URL}/{scan_id}").get_json()["description"] is None
+
+
 def test_raw_dataset_without_preamble_is_accepted(client, patient_id):
     raw = Path(get_testdata_file("ExplVR_LitEndNoMeta.dcm")).read_bytes()
     assert raw[128:132] != b"DICM"
