@@ -870,3 +870,39 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class ZipScan:
+    """A ZIP scan read in place, entry by entry, never extracted (see `open_zip_scan`).
+
+    ``entries`` are the entries ``extract_archive(nested=False)`` would write, by name.
+    """
+
+    def __init__(self, archive: zipfile.ZipFile, tasks: list[_Task], budget: _Budget) -> None:
+        self._archive = archive
+        self._budget = budget
+        self.entries = {task.path: task.info for task in tasks}
+
+    def readable(self) -> Iterator[tuple[str, int]]:
+        """Inflate each entry once, within the limits, and yield (name, size) of those that
+        read cleanly: the files extraction would keep (CRC errors, encrypted entries and
+        unsupported methods are left out). Raises UnpackLimitExceeded.
+        """
+        for name, info in self.entries.items():
+            if _drain(self._archive, info, self._budget):
+                yield name, info.file_size
+
+    def open(self, name: str) -> BinaryIO:
+        """A seekable stream of the entry `name` (one of `entries`); close it after use."""
+        return self._archive.open(self.entries[name])  # type: ignore[return-value]
+
+
+@contextmanager
+def open_zip_scan(zip_path: Path | str, limits: UnpackLimits) -> Iterator[ZipScan]:
+    """Open a ZIP scan for reading in place, with the checks and name rules of extraction.
+
+    Nothing is written to disk. Raises NotAZip, CorruptedZip or UnpackLimitExceeded.
+    """
+    budget = _Budget(limits)
+    with _open_zip(zip_path) as archive:
+        yield ZipScan(archive, _plan(archive, budget, "").tasks, budget)
