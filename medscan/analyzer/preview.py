@@ -90,9 +90,7 @@ def _eligible(series: Series, localizers: bool) -> Series | None:
     return Series(series.series_uid, series.series_number, series.modality, members)
 
 
-def series_entries(
-    study: Study, describe: Callable[[Instance], str | None]
-) -> list[SeriesEntry]:
+def series_entries(study: Study, describe: Callable[[Instance], str | None]) -> list[SeriesEntry]:
     """List every series of `study` in its order, marking the one `choose_series` picks.
 
     ``images`` (frames counted), ``spacing``, ``rows`` and ``columns`` are those of the

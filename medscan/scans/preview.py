@@ -120,9 +120,7 @@ def _entry_opener(archive: ZipScan) -> Opener:
     return lambda instance: archive.open(instance.name)
 
 
-def _listing(
-    instances: list[Instance], problems: list[FileProblem], opener: Opener
-) -> ScanSeries:
+def _listing(instances: list[Instance], problems: list[FileProblem], opener: Opener) -> ScanSeries:
     """Group as the analysis does, list the analysed study's series, keep the chosen one."""
     studies = group_studies(instances)
     if not studies:
