@@ -20,7 +20,7 @@ from medscan.analysis import analyze_stored_scan, current_model, unpack_limits
 from medscan.analyzer.preview import WINDOWS
 from medscan.api import Blueprint, content_disposition, get_or_404, location_of, parse_uuid
 from medscan.errors import error_body, json_error
-from medscan.extensions import db
+from medscan.extensions import ErrorSchema, db
 from medscan.models import Patient, Scan, utcnow
 from medscan.paging import PageQuery
 from medscan.reads import columns_for, read_one_or_404
@@ -245,7 +245,7 @@ def stored_scan(scan: Scan) -> StoredScan:
 @bp.get("/scans/<scan_id>/series")
 @bp.doc(operationId="listScanSeries")
 @bp.response(200, SeriesListSchema)
-@bp.alt_response(404, description="Scan not found")
+@bp.alt_response(404, schema=ErrorSchema, description="Scan not found")
 def series(scan_id: str):
     """Every series of the scan's analysed study, which one the analysis uses and why."""
     scan = get_or_404(Scan, scan_id, NOT_FOUND)
@@ -270,10 +270,19 @@ def no_image(reason: str) -> Response:
     "512 px on its longer side (aspect ratio kept)",
     headers={"ETag": {"schema": {"type": "string"}}},
 )
-@bp.alt_response(304, description="Not modified (If-None-Match)")
-@bp.alt_response(400, description="Unknown window, or index out of range")
-@bp.alt_response(404, description="Scan not found")
-@bp.alt_response(422, description="No decodable image series; details.reason says why")
+@bp.alt_response(
+    304,
+    description="Not modified (If-None-Match matched the ETag)",
+    headers={"ETag": {"schema": {"type": "string"}}},
+)
+@bp.alt_response(400, schema=ErrorSchema, description="Unknown window, or index out of range")
+@bp.alt_response(404, schema=ErrorSchema, description="Scan not found")
+@bp.alt_response(
+    422,
+    schema=ErrorSchema,
+    description="No image to preview: the scan has no decodable image series; "
+    "details.reason says why",
+)
 def preview(args: dict, scan_id: str):
     """One image of the series the analysis uses, as a PNG in a CT window."""
     scan = get_or_404(Scan, scan_id, NOT_FOUND)

@@ -110,6 +110,7 @@ class SeriesItemSchema(ma.Schema):
         ma.fields.Float(),
         required=True,
         allow_none=True,
+        validate=ma.validate.Length(3, 3),
         metadata={
             "description": "[slice, row, column] in mm as the model gets it (slice spacing "
             "from the positions), null where the geometry does not give it"
@@ -137,7 +138,7 @@ class SeriesListSchema(ma.Schema):
 
 MAX_INDEX = 2**31 - 1
 WINDOW_TEXT = {
-    window.name: f"width {window.width:g}, level {window.level:g} HU: {window.description}"
+    window.name: f"width {window.width:g}, level {window.level:g} HU ({window.description})"
     for window in WINDOWS.values()
 }
 
@@ -149,9 +150,8 @@ class PreviewQuerySchema(ma.Schema):
         load_default=DEFAULT_WINDOW,
         validate=ma.validate.OneOf(list(WINDOWS)),
         metadata={
-            "description": "display window preset (default "
-            f"`{DEFAULT_WINDOW}`): "
-            + "; ".join(f"`{name}`: {text}" for name, text in WINDOW_TEXT.items()),
+            "description": f"display window preset (default `{DEFAULT_WINDOW}`): "
+            + "; ".join(f"`{name}` = {text}" for name, text in WINDOW_TEXT.items()),
             "x-enumDescriptions": WINDOW_TEXT,
         },
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from openapi_spec_validator import validate
 from PIL import Image
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
@@ -312,3 +313,30 @@ def test_a_preview_of_a_multi_frame_instance_decodes_one_frame(client, patient_i
     assert np.all(png_of(response) == bone_gray(310))
     pixel_bytes = frames * rows * columns * 2
     assert peak < pixel_bytes / 4, f"peak {peak} bytes for {pixel_bytes} bytes of pixel data"
+
+
+# --- the OpenAPI document -------------------------------------------------------------------
+
+
+def test_openapi_documents_both_operations(client):
+    spec = client.get("/api/openapi.json").get_json()
+    validate(spec)
+    preview = spec["paths"]["/api/scans/{scan_id}/preview.png"]["get"]
+    assert preview["operationId"] == "getScanPreview"
+    png = preview["responses"]["200"]["content"]["image/png"]["schema"]
+    assert png == {"type": "string", "format": "binary"}
+    assert "ETag" in preview["responses"]["200"]["headers"]
+    assert {"304", "400", "404", "422"} <= set(preview["responses"])
+    window = next(p for p in preview["parameters"] if p["name"] == "window")
+    assert window["schema"]["enum"] == list(WINDOWS) and window["schema"]["default"] == "lung"
+    for name, preset in WINDOWS.items():
+        text = f"`{name}` = width {preset.width:g}, level {preset.level:g} HU"
+        assert text in window["description"]
+        assert name in window["schema"]["x-enumDescriptions"]
+    listing = spec["paths"]["/api/scans/{scan_id}/series"]["get"]
+    assert listing["operationId"] == "listScanSeries"
+    item = spec["components"]["schemas"]["SeriesItem"]
+    assert set(item["required"]) == {
+        "series_uid", "series_number", "modality", "description", "images", "rows", "columns",
+        "spacing", "chosen", "reason",
+    }  # fmt: skip
