@@ -28,6 +28,7 @@ from medscan.analyzer import (
     no_dicom_reason,
     no_series_reason,
     read_stream_instance,
+    split_results,
     try_read_instance,
 )
 from medscan.analyzer.preview import (
@@ -98,16 +99,14 @@ def _read_file(scan: StoredScan) -> tuple[list[Instance], list[FileProblem]]:
 
 def _read_entries(archive: ZipScan) -> tuple[list[Instance], list[FileProblem]]:
     """The instances of a ZIP scan's entries that read cleanly, named by their entry names."""
-    instances, problems = [], []
-    for name, size in archive.readable():
-        with archive.open(name) as stream:
-            try:
-                instance = read_stream_instance(stream, name, size)
-            except DicomReadError as exc:
-                problems.append(FileProblem(Path(name), exc.reason, name))
-                continue
-        instances.append(replace(instance, name=name))
-    return instances, problems
+
+    def read(name: str, stream: BinaryIO, size: int) -> Instance | FileProblem:
+        try:
+            return replace(read_stream_instance(stream, name, size), name=name)
+        except DicomReadError as exc:
+            return FileProblem(Path(name), exc.reason, name)
+
+    return split_results(result for _, result in archive.read_clean(read))
 
 
 def _file_opener(path: Path) -> Opener:
