@@ -14,6 +14,7 @@ from pydicom.data import get_testdata_file
 from medscan.analyzer.preview import WINDOWS, windowed
 from tests.api.test_patients import create as create_patient
 from tests.api.test_scans import upload, zip_of
+from tests.dicom_factory import write_ct_series, write_dataset
 from tests.realdata.samples import (
     COLUMNS,
     ENCODINGS,
@@ -28,6 +29,12 @@ from tests.realdata.test_volumes import localizer_series
 
 #: The window whose grays tell the classic series' HU (-1024..~500) apart.
 WINDOW = "bone"
+
+
+@pytest.fixture
+def app_config() -> dict:
+    """A model that decodes the volume, so that analyses fail where decoding fails."""
+    return {"MEDSCAN_MODEL": "tests.realdata.recording:RecordingModel"}
 
 
 def scan_of(client, content: bytes, name: str) -> str:
@@ -105,3 +112,31 @@ def test_compressed_enhanced_ct_decodes_the_frame_shown(client, classic, tmp_pat
     enhanced = write_legacy_enhanced(reencode(classic, jpeg_ls, tmp_path / "jls"), tmp_path / "e")
     scan = scan_of(client, zip_of({"e.dcm": enhanced.read_bytes()}), "e.zip")
     assert_previews_are(client, scan, classic_hu())
+
+
+def no_image_reason(client, scan: str) -> str:
+    response = client.get(f"/api/scans/{scan}/preview.png")
+    assert response.status_code == 422 and response.mimetype == "application/json"
+    body = response.get_json()
+    assert body["error"] == "No image to preview"
+    return body["details"]["reason"]
+
+
+def test_a_syntax_without_decoder_is_422_with_its_reason(client, tmp_path):
+    ds = dcmread(get_testdata_file("JPEG2000.dcm"))
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.92"  # JPEG 2000 Part 2, no decoder
+    scan = scan_of(client, write_dataset(tmp_path / "part2.dcm", ds).read_bytes(), "part2.dcm")
+    reason = no_image_reason(client, scan)
+    assert "no pixel data decoder for transfer syntax JPEG 2000 Part 2" in reason
+    assert reason in client.post(f"/api/scans/{scan}/analyze").get_json()["error"]
+
+
+def test_a_series_of_mixed_image_sizes_is_422_as_its_analysis_fails(client, tmp_path):
+    paths = write_ct_series(tmp_path, n_slices=3)
+    odd = dcmread(paths[1])
+    odd.Rows, odd.Columns = 8, 8
+    odd.PixelData = odd.PixelData[: 8 * 8 * 2]
+    odd.save_as(paths[1])
+    scan = scan_of(client, zip_of({p.name: p.read_bytes() for p in paths}), "mixed.zip")
+    assert no_image_reason(client, scan) == "images of 2 different sizes in the series"
+    assert client.post(f"/api/scans/{scan}/analyze").get_json()["ok"] is False
