@@ -87,22 +87,25 @@ def measure(service: Gunicorn, archive: Path, single: Path, args: argparse.Names
     worker = service.worker_pid()
     before = proc_status(worker)
     zip_cold = [preview(base, scan) for scan in zips]
+    cold = proc_status(worker)
     indexes = [round(k * (args.slices - 1) / (args.repeat - 1)) for k in range(args.repeat)]
     zip_warm = [preview(base, zips[0], index) for index in indexes]
-    after = proc_status(worker)
+    warm = proc_status(worker)
     analyze = curl(f"{base}/api/scans/{zips[0]}/analyze", "-X", "POST")
     assert analyze.status == 200 and analyze.json()["ok"], analyze
-    analyzed = proc_status(worker)
     print(line("ZIP scan, first preview (cold)", zip_cold, analyze.seconds))
     print(line("ZIP scan, next previews (warm, spread indexes)", zip_warm, baseline))
     print(f"{'ZIP scan, POST analyze (cold baseline)':44s}        {1000 * analyze.seconds:8.1f} ms")
     mib = 1024
+    volume = args.slices * 512 * 512 * 4 / 2**20
     print(
-        f"worker RSS: {before['VmRSS'] / mib:.0f} MiB before the ZIP previews, "
-        f"{after['VmRSS'] / mib:.0f} MiB after {len(zip_cold) + len(zip_warm)} "
-        f"(+{(after['VmRSS'] - before['VmRSS']) / mib:.0f} MiB), peak (VmHWM) "
-        f"{after['VmHWM'] / mib:.0f} MiB; after one analysis of the same scan: VmHWM "
-        f"{analyzed['VmHWM'] / mib:.0f} MiB"
+        f"worker VmRSS: {before['VmRSS'] / mib:.0f} MiB before the ZIP previews; "
+        f"{cold['VmRSS'] / mib:.0f} MiB after {len(zip_cold)} cold ones "
+        f"(+{(cold['VmRSS'] - before['VmRSS']) / mib:.0f} MiB, {len(zip_cold)} listings kept); "
+        f"{warm['VmRSS'] / mib:.0f} MiB after {len(zip_warm)} warm ones "
+        f"(+{(warm['VmRSS'] - cold['VmRSS']) / mib:.0f} MiB); VmHWM {warm['VmHWM'] / mib:.0f} MiB "
+        f"(+{(warm['VmHWM'] - before['VmRSS']) / mib:.0f} MiB). The series' HU volume, as a "
+        f"model gets it, is {volume:.0f} MiB."
     )
 
 
