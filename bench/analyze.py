@@ -47,6 +47,18 @@ def zip_files(files: list[Path], target: Path) -> Path:
     return target
 
 
+def series_and_zip(root: Path, slices: int) -> tuple[list[Path], Path]:
+    """Write the series and its ZIP under `root` (on the repository's disk); print their sizes."""
+    root.mkdir(parents=True, exist_ok=True)
+    common.same_disk(root, common.REPO)
+    files = make_series(root / "series", slices)
+    archive = zip_files(files, root / "series.zip")
+    size = sum(f.stat().st_size for f in files)
+    print(f"series: {len(files)} files, {size / 2**20:.0f} MiB; "
+          f"ZIP {archive.stat().st_size / 2**20:.0f} MiB")
+    return files, archive
+
+
 def timed(action: Callable[[], object], repeat: int) -> list[float]:
     """Wall seconds of `repeat` calls of `action`."""
     seconds = []
@@ -76,14 +88,8 @@ def main() -> None:
     args = parser.parse_args()
 
     root: Path = args.data_dir
-    root.mkdir(parents=True, exist_ok=True)
-    common.same_disk(root, common.REPO)
     try:
-        files = make_series(root / "series", args.slices)
-        archive = zip_files(files, root / "series.zip")
-        size = sum(f.stat().st_size for f in files)
-        print(f"series: {len(files)} files, {size / 2**20:.0f} MiB; "
-              f"ZIP {archive.stat().st_size / 2**20:.0f} MiB")
+        files, archive = series_and_zip(root, args.slices)
         with common.database(args.db_name) as db_url:
             env = service_env(db_url, root / "svc", GUNICORN_WORKERS="2")
             with Gunicorn("wsgi:app", args.port, env, root / "svc.log") as service:

@@ -104,7 +104,7 @@ class Blueprint(flask_smorest.Blueprint):
             kwargs.setdefault("example", {"error": message})
         return super().alt_response(status_code, response, schema=schema, **kwargs)
 
-    def file_response(self, content_type: str, description: str):
+    def file_response(self, content_type: str, description: str, **kwargs):
         """Document a 200 download of ``content_type``, also served as octet-stream on request.
 
         Binary types are ``format: binary``; text types (CSV) are strings. Code generators that
@@ -112,7 +112,9 @@ class Blueprint(flask_smorest.Blueprint):
         take the octet-stream entry and hand the body over as a file.
         """
         schema = {"type": "string"} if content_type.startswith("text/") else BINARY
-        document = self.response(200, schema, content_type=content_type, description=description)
+        document = self.response(
+            200, schema, content_type=content_type, description=description, **kwargs
+        )
         if content_type == OCTET_STREAM:
             return document
         octet_stream = {"content": {OCTET_STREAM: {"schema": BINARY}}}

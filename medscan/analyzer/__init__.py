@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
@@ -52,10 +52,13 @@ __all__ = [
     "analyze_files",
     "analyze_study",
     "choose_series",
+    "choose_study",
     "csv_safe",
     "group_studies",
     "is_dicom",
     "load_model",
+    "no_dicom_reason",
+    "no_series_reason",
     "read_instance",
     "read_instances",
     "read_stream_instance",
@@ -107,11 +110,7 @@ def analyze_study(study: Study, *, path_to_study: str, model: Model, threshold: 
 
     if series is None:
         largest = max(study.series, key=lambda s: s.images, default=None)
-        problems = [i.pixel_problem for i in study.instances if i.pixel_problem]
-        return failure(
-            largest.series_uid if largest else "",
-            "no image series with complete pixel data" + (f" ({problems[0]})" if problems else ""),
-        )
+        return failure(largest.series_uid if largest else "", no_series_reason(study))
     accepted = getattr(model, "modalities", None)
     if accepted is not None and series.modality not in accepted:
         return failure(series.series_uid, f"modality {series.modality or '(none)'} not accepted")
@@ -146,6 +145,18 @@ def analyze_study(study: Study, *, path_to_study: str, model: Model, threshold: 
     return Analysis(row, result, None)
 
 
+def no_series_reason(study: Study) -> str:
+    """Why `choose_series` finds nothing in `study`, naming the first pixel problem."""
+    problems = [i.pixel_problem for i in study.instances if i.pixel_problem]
+    return "no image series with complete pixel data" + (f" ({problems[0]})" if problems else "")
+
+
+def no_dicom_reason(problems: Sequence[FileProblem]) -> str:
+    """Why a scan has no study: no readable DICOM file, naming the first file's problem."""
+    detail = f" ({posixpath.basename(problems[0].name)}: {problems[0].reason})" if problems else ""
+    return "no readable DICOM file" + detail
+
+
 def analyze_files(
     paths: Iterable[str | os.PathLike[str]],
     *,
@@ -167,16 +178,20 @@ def analyze_files(
     instances, problems = read_instances(paths, names=names)
     studies = group_studies(instances)
     if not studies:
-        detail = (
-            f" ({posixpath.basename(problems[0].name)}: {problems[0].reason})" if problems else ""
-        )
         row = ReportRow.failure(path_to_study, seconds=perf_counter() - started)
-        return Analysis(row, None, "no readable DICOM file" + detail)
+        return Analysis(row, None, no_dicom_reason(problems))
+
+    return analyze_study(
+        choose_study(studies), path_to_study=path_to_study, model=model, threshold=threshold
+    )
+
+
+def choose_study(studies: Sequence[Study]) -> Study:
+    """The study of a scan that is analysed, among several (see `analyze_files`)."""
 
     def rank(study: Study) -> tuple[int, int, str, str]:
         chosen = choose_series(study)
         images = chosen.images if chosen else 0
         return (-images, -len(study.instances), study.study_uid, study.instances[0].name)
 
-    study = min(studies, key=rank)
-    return analyze_study(study, path_to_study=path_to_study, model=model, threshold=threshold)
+    return min(studies, key=rank)

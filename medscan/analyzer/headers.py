@@ -333,13 +333,17 @@ def read_instance(path: str | os.PathLike[str], name: str | None = None) -> Inst
         return _read(stream, Path(path), name or os.fspath(path), size)
 
 
-def read_stream_instance(stream: BinaryIO, path: str | os.PathLike[str] | None = None) -> Instance:
+def read_stream_instance(
+    stream: BinaryIO, path: str | os.PathLike[str] | None = None, size: int | None = None
+) -> Instance:
     """Read the header of a DICOM stream (e.g. a ZIP entry), never its pixel data.
 
     The stream is read forwards as in `is_dicom` and not closed; `path` (default: the stream's
     ``name``) names it in the Instance and in errors. The bytes after the header are not read,
-    so pixel data is only checked against its declared length: a stream cut inside its pixel
-    data passes here, where `read_instance` on the unpacked file would flag it.
+    so without `size` pixel data is only checked against its declared length: a stream cut
+    inside its pixel data passes here, where `read_instance` on the unpacked file would flag
+    it. Given the stream's `size` in bytes (a ZIP entry's, once it inflated cleanly), the
+    check is `read_instance`'s; the stream must then be seekable.
 
     Raises
     ------
@@ -347,7 +351,7 @@ def read_stream_instance(stream: BinaryIO, path: str | os.PathLike[str] | None =
         The stream is not DICOM, or its header is cut short or corrupt.
     """
     path = Path(path or getattr(stream, "name", "<stream>"))
-    return _read(stream, path, path.as_posix(), None)
+    return _read(stream, path, path.as_posix(), size)
 
 
 def _read(stream: BinaryIO, path: Path, name: str, size: int | None) -> Instance:

@@ -58,6 +58,11 @@ class Series:
         return len(self._slices)
 
     @property
+    def slices(self) -> list[Slice]:
+        """Every image in slice order: an instance and one of its frames (see `volume`)."""
+        return self._slices
+
+    @property
     def spacing(self) -> tuple[float, float, float] | None:
         """(slice, row, column) in mm, or None where the geometry does not give it."""
         return slice_spacing(self._slices)

@@ -6,17 +6,26 @@ classic CT and multi-frame Enhanced CT are ordered, measured and rescaled the sa
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 from pydicom import dcmread
-from pydicom.pixels import get_decoder
-from pydicom.uid import UID
+from pydicom.pixels import get_decoder, pixel_array
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from medscan.analyzer.headers import DicomReadError, Frame, Instance
 
-__all__ = ["PixelDecodeError", "Slice", "hounsfield_volume", "slice_order", "slice_spacing"]
+__all__ = [
+    "PixelDecodeError",
+    "Slice",
+    "hounsfield_image",
+    "hounsfield_volume",
+    "slice_order",
+    "slice_spacing",
+]
 
 #: Gaps between slice positions that differ by no more than this (mm, or relative to the
 #: median gap) count as one regular spacing.
@@ -127,14 +136,58 @@ def hounsfield_volume(slices: Sequence[Slice]) -> np.ndarray:
     for members in places.values():
         pixels = _stored_frames(members[0][1].instance, shape)
         for place, s in members:
-            volume[place] = pixels[s.frame.index]
-            volume[place] *= np.float32(s.frame.slope)
-            volume[place] += np.float32(s.frame.intercept)
+            _rescale(volume[place], pixels[s.frame.index], s.frame)
     return volume
 
 
-def _stored_frames(instance: Instance, shape: Sequence[int]) -> np.ndarray:
-    """Read and decode one instance; return its stored values as (frames, rows, columns)."""
+def hounsfield_image(
+    image: Slice, source: str | os.PathLike[str] | BinaryIO | None = None
+) -> np.ndarray:
+    """Return one image in Hounsfield units, float32 (rows, columns), decoding only its frame.
+
+    The values are exactly those `hounsfield_volume` gives for this slice. `source` is where
+    the instance's bytes are read (default: its path), e.g. a seekable ZIP entry stream. Only
+    the image's own frame is decoded, except under the Deflated transfer syntax, where the
+    whole instance is inflated (a deflate stream cannot be entered in the middle).
+
+    Raises
+    ------
+    PixelDecodeError
+        As `hounsfield_volume`.
+    """
+    instance = image.instance
+    shape = (instance.rows or 0, instance.columns or 0)
+    syntax = _decodable_syntax(instance)
+    if syntax == DeflatedExplicitVRLittleEndian:
+        stored = _stored_frames(instance, shape, source)[image.frame.index]
+    else:
+        try:
+            stored = pixel_array(
+                source or instance.path, index=image.frame.index, transfer_syntax_uid=syntax
+            )
+        except Exception as exc:  # decoders raise anything from RuntimeError to struct.error
+            raise _decode_error(instance, exc) from exc
+        if stored.shape != shape:
+            raise PixelDecodeError(
+                instance.name, f"frame of shape {stored.shape} does not fit {shape}"
+            )
+    hu = np.empty(shape, dtype=np.float32)
+    _rescale(hu, stored, image.frame)
+    return hu
+
+
+def _rescale(out: np.ndarray, stored: np.ndarray, frame: Frame) -> None:
+    """Write `stored` values into `out` as HU, with the frame's own slope and intercept."""
+    out[...] = stored
+    out *= np.float32(frame.slope)
+    out += np.float32(frame.intercept)
+
+
+def _decodable_syntax(instance: Instance) -> UID:
+    """The instance's transfer syntax, once a decoder for it is known to be installed.
+
+    Raises PixelDecodeError for an unknown syntax, a missing decoder or a colour image.
+    """
     name = instance.name
     syntax = UID(instance.transfer_syntax_uid)
     try:
@@ -152,16 +205,34 @@ def _stored_frames(instance: Instance, shape: Sequence[int]) -> np.ndarray:
         )
     if instance.samples_per_pixel != 1:
         raise PixelDecodeError(name, f"SamplesPerPixel {instance.samples_per_pixel}: not grayscale")
+    return syntax
+
+
+def _decode_error(instance: Instance, exc: Exception) -> PixelDecodeError:
+    """The PixelDecodeError for a decoder's exception."""
+    return PixelDecodeError(
+        instance.name, f"cannot decode pixel data: {type(exc).__name__}: {exc}"
+    )
+
+
+def _stored_frames(
+    instance: Instance,
+    shape: Sequence[int],
+    source: str | os.PathLike[str] | BinaryIO | None = None,
+) -> np.ndarray:
+    """Read and decode one instance (from `source`, default its path); return its stored values
+    as (frames, rows, columns).
+    """
+    name = instance.name
+    syntax = _decodable_syntax(instance)
     try:
         # force: the file already passed the header checks, which are stricter than pydicom.
-        ds = dcmread(instance.path, force=True)
+        ds = dcmread(source or instance.path, force=True)
         if "TransferSyntaxUID" not in ds.file_meta:  # a raw dataset without file meta
             ds.file_meta.TransferSyntaxUID = syntax
         pixels = ds.pixel_array
     except Exception as exc:  # decoders raise anything from RuntimeError to struct.error
-        raise PixelDecodeError(
-            name, f"cannot decode pixel data: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise _decode_error(instance, exc) from exc
     frames = pixels.reshape(-1, *pixels.shape[-2:]) if pixels.ndim >= 2 else pixels
     if frames.shape != (instance.number_of_frames, *shape):
         raise PixelDecodeError(

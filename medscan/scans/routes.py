@@ -1,42 +1,50 @@
-"""Scans API: ``/api/v1/scans`` and ``/api/scans/{id}/file|analyze|report``."""
+"""Scans API: ``/api/v1/scans`` and ``/api/scans/{id}/file|analyze|report|series|preview.png``."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from pathlib import Path
 
-from flask import abort, current_app, request, send_file
+from flask import Response, abort, current_app, jsonify, request, send_file
 from flask.views import MethodView
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
+from webargs.flaskparser import abort as abort_invalid
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_range_header
 
 from medscan.analysis import analyze_stored_scan, current_model, unpack_limits
+from medscan.analyzer.preview import WINDOWS
 from medscan.api import (
     BINARY,
     LOCATION,
     OCTET_STREAM,
     Blueprint,
     content_disposition,
+    download_type,
     get_or_404,
     location_of,
     parse_uuid,
 )
-from medscan.errors import json_error
+from medscan.errors import error_body, json_error
 from medscan.extensions import db
 from medscan.models import Patient, Scan, utcnow
 from medscan.paging import PageQuery
 from medscan.reads import columns_for, read_one_or_404
 from medscan.scans.content import ZIP, UnsupportedContent, classify
+from medscan.scans.preview import RENDERING, NoImage, StoredScan, preview_png, scan_series
 from medscan.scans.schemas import (
     AnalyzeResponseSchema,
+    PreviewQuerySchema,
     ScanPageSchema,
     ScanQuerySchema,
     ScanSchema,
     ScanUpdateSchema,
     ScanUploadSchema,
+    SeriesListSchema,
     StoredReportSchema,
 )
 from medscan.schemas import IdSchema
@@ -47,6 +55,7 @@ bp = Blueprint("scans", __name__, url_prefix="/api", description="Scans")
 
 NOT_FOUND = "Scan not found"
 UNSUPPORTED = "Unsupported Media Type"
+NO_IMAGE = "No image to preview"
 
 SCAN_COLUMNS = columns_for(ScanSchema, Scan.__table__)
 SCAN_BY_ID = select(*SCAN_COLUMNS).where(Scan.id == bindparam("id"))
@@ -190,10 +199,7 @@ class ScanItem(MethodView):
 def download(scan_id: str):
     """Download the scan file as uploaded."""
     scan = get_or_404(Scan, scan_id, NOT_FOUND)
-    path = scan_storage().path(scan.id)
-    if not path.is_file():
-        current_app.logger.error("Scan %s has no stored file at %s", scan.id, path)
-        abort(404, NOT_FOUND)
+    path = stored_file(scan)
     # RFC 9110 14.2: a Range that is not one well-formed bytes range (another unit, bad
     # syntax, several ranges) is ignored: 200 with the whole file. werkzeug would answer 416.
     sent_range = parse_range_header(request.headers.get("Range"))
@@ -208,6 +214,15 @@ def download(scan_id: str):
     )
     response.headers["Content-Disposition"] = content_disposition(scan.file_name)
     return response
+
+
+def stored_file(scan: Scan) -> Path:
+    """The scan's stored file; 404 (and an error logged) if it has gone."""
+    path = scan_storage().path(scan.id)
+    if not path.is_file():
+        current_app.logger.error("Scan %s has no stored file at %s", scan.id, path)
+        abort(404, NOT_FOUND)
+    return path
 
 
 @bp.post("/scans/<id:scan_id>/analyze")
@@ -252,3 +267,78 @@ def report(scan_id: str):
     if scan.report_json is None:
         abort(404, "Report not found")
     return {"report": scan.report_json, "processed_at": scan.processed_at}
+
+
+def stored_scan(scan: Scan) -> StoredScan:
+    """Where the scan's file is, for the series listing and the preview."""
+    return StoredScan(
+        stored_file(scan), scan.content_kind, scan.file_name, scan.sha256, unpack_limits()
+    )
+
+
+@bp.get("/scans/<id:scan_id>/series")
+@bp.doc(operationId="listScanSeries")
+@bp.response(200, SeriesListSchema)
+@bp.alt_response(404, message=NOT_FOUND)
+def series(scan_id: str):
+    """Every series of the scan's analysed study, which one the analysis uses and why."""
+    scan = get_or_404(Scan, scan_id, NOT_FOUND)
+    return {"items": scan_series(stored_scan(scan)).entries}
+
+
+def no_image(reason: str) -> Response:
+    """422 ``No image to preview`` with the reason in ``details.reason``."""
+    response = jsonify(error_body(NO_IMAGE, {"reason": reason}))
+    response.status_code = 422
+    return response
+
+
+@bp.get("/scans/<id:scan_id>/preview.png")
+@bp.doc(operationId="getScanPreview")
+@bp.arguments(PreviewQuerySchema(), location="query")
+@bp.file_response(
+    "image/png",
+    "One image of the analysed series, 8-bit grayscale windowed from HU, at most "
+    "512 px on its longer side (aspect ratio kept)",
+    headers={"ETag": {"schema": {"type": "string"}}},
+)
+@bp.alt_response(
+    304,
+    description="Not modified (If-None-Match matched the ETag)",
+    headers={"ETag": {"schema": {"type": "string"}}},
+)
+@bp.alt_response(400, description="Unknown window, or index out of range")
+@bp.alt_response(404, message=NOT_FOUND)
+@bp.alt_response(
+    422,
+    message=NO_IMAGE,
+    description="No image to preview: the scan has no decodable image series; "
+    "details.reason says why",
+)
+def preview(args: dict, scan_id: str):
+    """One image of the series the analysis uses, as a PNG in a CT window."""
+    scan = get_or_404(Scan, scan_id, NOT_FOUND)
+    index = args.get("index")
+    key = f"{RENDERING}:{scan.sha256}:{args['window']}:{'middle' if index is None else index}"
+    etag = hashlib.sha256(key.encode()).hexdigest()[:32]
+    if request.if_none_match.contains_weak(etag):
+        response = Response(status=304)
+    else:
+        stored = stored_scan(scan)
+        listing = scan_series(stored)
+        if listing.chosen is None:
+            return no_image(listing.problem or "no image series")
+        count = listing.chosen.images
+        if index is None:
+            index = count // 2
+        elif index >= count:
+            message = f"Must be less than {count}, the number of images of the series."
+            abort_invalid(400, messages={"query": {"index": [message]}})
+        try:
+            png = preview_png(stored, listing.chosen, index, WINDOWS[args["window"]])
+        except NoImage as exc:
+            return no_image(exc.reason)
+        response = Response(png, mimetype=download_type("image/png"))
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response

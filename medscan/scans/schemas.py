@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import marshmallow as ma
 
+from medscan.analyzer.headers import NO_PIXEL_DATA
+from medscan.analyzer.preview import (
+    DEFAULT_WINDOW,
+    FEWER_IMAGES,
+    INCOMPLETE_PIXEL_DATA,
+    LOCALIZER,
+    TIE_LOST,
+    WINDOWS,
+)
 from medscan.paging import PageArgsSchema, page_schema
 from medscan.patients.schemas import DESCRIPTION_LENGTH
 from medscan.schemas import (
@@ -123,3 +132,92 @@ class StoredReportSchema(ma.Schema):
 
     report = ma.fields.Nested(ReportSchema, required=True)
     processed_at = Timestamp(required=True, metadata={"example": EXAMPLE_TIME})
+
+
+class SeriesItemSchema(ma.Schema):
+    """One series of a scan's analysed study, and whether the analysis uses it."""
+
+    series_uid = ma.fields.String(
+        required=True,
+        metadata={
+            "description": '"" when unknown',
+            "example": "1.2.276.0.7230010.3.1.3.2344313775.14992.1458058359.7",
+        },
+    )
+    series_number = ma.fields.Integer(required=True, allow_none=True, metadata={"example": 3})
+    modality = ma.fields.String(
+        required=True, metadata={"description": '"" when unknown', "example": "CT"}
+    )
+    description = ma.fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "SeriesDescription", "example": "Chest 1.0 B70f"},
+    )
+    images = ma.fields.Integer(
+        required=True,
+        metadata={
+            "description": "images as the series choice counts them: frames of the complete "
+            "instances (a 300-frame Enhanced CT instance counts 300), localizers left aside "
+            "unless the series holds nothing else; 0 without usable pixel data"
+        },
+    )
+    rows = ma.fields.Integer(required=True, allow_none=True)
+    columns = ma.fields.Integer(required=True, allow_none=True)
+    spacing = ma.fields.List(
+        ma.fields.Float(),
+        required=True,
+        allow_none=True,
+        validate=ma.validate.Length(3, 3),
+        metadata={
+            "description": "[slice, row, column] in mm as the model gets it (slice spacing "
+            "from the positions), null where the geometry does not give it"
+        },
+    )
+    chosen = ma.fields.Boolean(
+        required=True, metadata={"description": "the series the analysis and the preview use"}
+    )
+    reason = ma.fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "why the series is not chosen (null for the chosen one): "
+            f"`{NO_PIXEL_DATA}`, `{INCOMPLETE_PIXEL_DATA}`, `{LOCALIZER}`, `{FEWER_IMAGES}`, "
+            f"or `{TIE_LOST}`",
+            "example": None,
+        },
+    )
+
+
+class SeriesListSchema(ma.Schema):
+    """Every series of the scan (of its analysed study when it holds several)."""
+
+    items = ma.fields.List(ma.fields.Nested(SeriesItemSchema), required=True)
+
+
+MAX_INDEX = 2**31 - 1
+WINDOW_TEXT = {
+    window.name: f"width {window.width:g}, level {window.level:g} HU ({window.description})"
+    for window in WINDOWS.values()
+}
+
+
+class PreviewQuerySchema(ma.Schema):
+    """Which image of the chosen series, in which window."""
+
+    window = ma.fields.String(
+        load_default=DEFAULT_WINDOW,
+        validate=ma.validate.OneOf(list(WINDOWS)),
+        metadata={
+            "description": f"display window preset (default `{DEFAULT_WINDOW}`): "
+            + "; ".join(f"`{name}` = {text}" for name, text in WINDOW_TEXT.items()),
+            "x-enumDescriptions": WINDOW_TEXT,
+        },
+    )
+    index = ma.fields.Integer(
+        strict=False,
+        validate=ma.validate.Range(0, MAX_INDEX),
+        metadata={
+            "description": "image index in slice order (0 = first along the slice normal), "
+            "default the middle image; at or past the series' image count → 400"
+        },
+    )
