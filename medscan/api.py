@@ -66,6 +66,11 @@ BODY_RESPONSES = {
 }
 
 
+OCTET_STREAM = "application/octet-stream"
+BINARY = {"type": "string", "format": "binary"}
+LOCATION = {"Location": {"schema": {"type": "string"}, "description": "the created resource"}}
+
+
 class Blueprint(flask_smorest.Blueprint):
     """A flask-smorest blueprint that validates with ``ArgumentsParser``.
 
@@ -119,11 +124,6 @@ class Blueprint(flask_smorest.Blueprint):
             return document
         octet_stream = {"content": {OCTET_STREAM: {"schema": BINARY}}}
         return lambda view: self.doc(responses={200: octet_stream})(document(view))
-
-
-OCTET_STREAM = "application/octet-stream"
-LOCATION = {"Location": {"schema": {"type": "string"}, "description": "the created resource"}}
-BINARY = {"type": "string", "format": "binary"}
 
 
 class IdConverter(BaseConverter):
