@@ -18,6 +18,7 @@ from medscan.bulk.report_files import csv_lines, write_xlsx
 from medscan.bulk.runs import about, build_run, error_lines, report_rows
 from medscan.bulk.studies import process_archive
 from medscan.models import BulkRun, utcnow
+from medscan.queue import worker_command
 from medscan.storage import ScanStorage, check_storage
 
 medscan_cli = AppGroup("medscan", help="medscan tools that need no server.")
@@ -66,13 +67,15 @@ def bulk_command(archive: Path, output: Path) -> None:
     bars = ExitStack()
     bar = None
 
-    def progress(done: int, total: int) -> None:
+    click.echo(f"{archive.name}: unpacking (progress: done 0, total not known yet)", err=True)
+
+    def progress(done: int, total: int) -> None:  # the API's progress {done, total}
         nonlocal bar
         if bar is None:  # the total is known once the archive is unpacked
             bar = bars.enter_context(
-                click.progressbar(length=total, label="Studies", file=sys.stderr)
+                click.progressbar(length=total, label="Studies", show_pos=True, file=sys.stderr)
             )
-        bar.update(1)
+        bar.update(done - bar.pos)
 
     try:
         with bars, work_dir(Path(current_app.config["MEDSCAN_WORK_DIR"])) as folder:
@@ -133,6 +136,9 @@ def check_storage_command(repair: bool, grace: int | None) -> None:
         click.echo(f"DATA LOSS: {len(check.missing)} scans have no stored file", err=True)
     if not check.clean:
         sys.exit(1)
+
+
+medscan_cli.add_command(worker_command)
 
 
 def register_cli(app: Flask) -> None:
