@@ -75,7 +75,6 @@ class ModelLoadError(RuntimeError):
     """A model spec that cannot be imported, called, or does not give a Model."""
 
 
-@functools.cache
 def model_factory(spec: str | None) -> Callable[[], Model]:
     """Import the factory named by `spec` without calling it (None or "" gives `StubModel`).
 
@@ -95,6 +94,7 @@ def model_factory(spec: str | None) -> Callable[[], Model]:
         raise ModelLoadError(f"cannot load model {spec!r}: {type(exc).__name__}: {exc}") from exc
 
 
+@functools.cache
 def load_model(spec: str | None) -> Model:
     """Return the model named by `spec`, once per process.
 
