@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from medscan.bulk.tracking import RUNNING, new_run, reap_lost_runs, run_folder
 from medscan.extensions import db
@@ -158,3 +159,23 @@ class TestLostRuns:
         run = client.get(f"{URL}/{stale}").get_json()
         assert (run["status"], run["error"]) == ("failed", "worker lost")
         assert client.get(f"{URL}/{alive}").get_json()["status"] == "running"
+
+
+def test_progress_costs_one_small_update_per_study(client, app, tmp_path):
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(statement)
+
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            assert post(client, studies_zip(tmp_path, 5)).status_code == 201
+        finally:
+            event.remove(db.engine, "before_cursor_execute", record)
+    # This run's UPDATEs (the reaper's, over every run, happens once per heartbeat interval).
+    updates = [s for s in statements if s.startswith("UPDATE bulk_runs") and "bulk_runs.id =" in s]
+    progress = [s for s in updates if "progress_done" in s and "status=" not in s.replace(" ", "")]
+    # (0, 5) once unpacked, then one per study; the final UPDATE marks the run succeeded.
+    assert len(progress) == 6 and len(updates) == 7
+    assert all("bulk_run_items" not in s for s in progress)
