@@ -802,6 +802,21 @@ def inspect_zip(
         return any(_offer(archive, info, accept) for info in readable)
 
 
+def check_zip(zip_path: Path | str, limits: UnpackLimits) -> None:
+    """The format checks of a bulk archive, from its central directory alone (nothing inflated).
+
+    Raises NotAZip, CorruptedZip or EmptyZip. A declared size or entry count over the limits is
+    left to the extraction, which refuses it as the run's own failure.
+    """
+    with _open_zip(zip_path) as archive:
+        try:
+            plan = _plan(archive, _Budget(limits), "")
+        except UnpackLimitExceeded:
+            return
+        if not plan.tasks and not plan.skipped:
+            raise EmptyZip(detail=f"{Path(zip_path).name} holds only folders or OS litter")
+
+
 def _drain(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> bool:
     """Inflate an entry and discard it; False if the entry is faulty."""
     try:

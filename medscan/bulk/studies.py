@@ -96,7 +96,8 @@ def process_archive(
 
     Each file's header is read by one of `workers` reader threads as soon as extraction has
     written it, so reading overlaps inflating (pixel data is never read here). Once all are read
-    the studies are analysed in path order and ``progress(done, total)`` is called after each.
+    the studies are analysed in path order; ``progress(done, total)`` is called once before the
+    first (done = 0) and after each.
     The instances of every study are held until then (about 1.5 KB per DICOM file). The caller
     removes `folder`.
 
@@ -125,6 +126,8 @@ def process_archive(
             failed_whole.add(unit.path)
     skipped += [item for item in extraction.skipped if not _inside(item.path, failed_whole)]
     studies.sort(key=lambda item: (item[0], item[1].study_uid))
+    if progress is not None:  # unpacked: the total is known
+        progress(0, len(studies))
     for done, (path_to_study, study) in enumerate(studies, start=1):
         analysis = analyze_study(
             study, path_to_study=path_to_study, model=model, threshold=threshold
