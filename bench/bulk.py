@@ -335,6 +335,7 @@ def main() -> None:
     parser.add_argument("--py-spy", action="store_true", help="sample one more run (py-spy)")
     parser.add_argument("--floor", action="store_true", help="issue 16's ratios (bench/floor.py)")
     parser.add_argument("--nested-studies", type=int, default=16, help="--floor: nested ZIPs")
+    parser.add_argument("--no-entries", action="store_true", help="--floor: skip 10k/100k entries")
     args = parser.parse_args()
 
     root: Path = args.data_dir
@@ -345,7 +346,9 @@ def main() -> None:
             if args.floor:
                 import floor
 
-                floor.run_floor(root, db_url, args.port, args.repeat, args.nested_studies)
+                floor.run_floor(
+                    root, db_url, args.port, args.repeat, args.nested_studies, not args.no_entries
+                )
                 return
             results = [
                 bench_size(size, root, db_url, args.port + number, args.repeat, args.py_spy)
