@@ -85,7 +85,9 @@ def stream_archive_uploads() -> None:
     """Archives spool into the work folder and stop at ``MEDSCAN_MAX_BULK_MB``."""
     if request.endpoint == "bulk.BulkRunCollection" and request.method == "POST":
         receive_uploads_into(
-            current_app.config["MEDSCAN_WORK_DIR"], current_app.config["MEDSCAN_MAX_BULK_MB"]
+            current_app.config["MEDSCAN_WORK_DIR"],
+            current_app.config["MEDSCAN_MAX_BULK_MB"],
+            hashed=False,
         )
 
 
