@@ -15,7 +15,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from medscan.analysis import current_model, unpack_limits
 from medscan.analyzer.report import ReportRow
-from medscan.api import Blueprint, content_disposition, download_type, get_or_404
+from medscan.api import Blueprint, api, content_disposition, download_type, get_or_404
 from medscan.bulk.archive import sweep_stale_work_dirs, work_dir
 from medscan.bulk.report_files import ErrorLine, csv_lines, write_xlsx
 from medscan.bulk.runs import about, build_run, error_lines, report_rows
@@ -26,7 +26,6 @@ from medscan.bulk.schemas import (
     BulkUploadSchema,
 )
 from medscan.bulk.studies import BulkResult, process_archive
-from medscan.errors import json_error
 from medscan.extensions import db
 from medscan.models import BulkRun, BulkRunItem, BulkRunSkippedFile, utcnow
 from medscan.paging import PageQuery
@@ -55,7 +54,7 @@ def stream_archive_uploads() -> None:
 def archive_too_large(error: RequestEntityTooLarge):
     """413 for a body over the limit, naming the limit."""
     limit = current_app.config["MEDSCAN_MAX_BULK_MB"]
-    return json_error(RequestEntityTooLarge(f"ZIP too large. Max {limit} MB"))
+    return api.handle_http_exception(RequestEntityTooLarge(f"ZIP too large. Max {limit} MB"))
 
 
 def run_archive(archive: Path, file_name: str) -> BulkResult:

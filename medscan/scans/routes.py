@@ -23,13 +23,14 @@ from medscan.api import (
     LOCATION,
     OCTET_STREAM,
     Blueprint,
+    api,
     content_disposition,
     download_type,
+    error_body,
     get_or_404,
     location_of,
     parse_uuid,
 )
-from medscan.errors import error_body, json_error
 from medscan.extensions import db
 from medscan.models import Patient, Scan, utcnow
 from medscan.paging import PageQuery
@@ -74,7 +75,7 @@ def stream_scan_uploads() -> None:
 def scan_too_large(error: RequestEntityTooLarge):
     """413 for a body over the limit, naming the limit."""
     limit = current_app.config["MEDSCAN_MAX_SCAN_MB"]
-    return json_error(RequestEntityTooLarge(f"File too large. Max {limit} MB"))
+    return api.handle_http_exception(RequestEntityTooLarge(f"File too large. Max {limit} MB"))
 
 
 @bp.route("/v1/scans")
