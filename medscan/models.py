@@ -109,9 +109,8 @@ class TableCount(db.Model):
     """The exact row count and a version of a table, kept by database triggers.
 
     An unfiltered list answers its exact ``total`` from here instead of counting a million rows
-    (migration 0005). The version is a random number redrawn by every statement that inserts,
-    deletes or changes searched columns (migration 0006): while it stays the same, a search's
-    total stays exact.
+    (migration 0005). The version (migration 0006) keeps searches' totals exact; see
+    ``medscan.patients.search``.
     """
 
     __tablename__ = "table_counts"

@@ -12,8 +12,7 @@ from sqlalchemy import bindparam, delete, event, update
 
 from medscan.extensions import db
 from medscan.models import Patient
-from medscan.paging import SearchPageQuery
-from medscan.patients.routes import PATIENT_COLUMNS
+from medscan.patients.search import PATIENT_COLUMNS, SearchPageQuery
 from medscan.reads import reads_engine
 from tests.helpers import assert_json_error, create_patient
 
