@@ -26,7 +26,7 @@ class Timestamp(ma.fields.DateTime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-class Text(ma.fields.String):
+class StorableString(ma.fields.String):
     """A string that PostgreSQL can store (no NUL), optionally stripped of outer white space."""
 
     def __init__(self, *, strip: bool = False, **kwargs: Any) -> None:
