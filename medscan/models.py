@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -64,6 +65,21 @@ class FileJSON(TypeDecorator):
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 UTC with a ``Z`` suffix, as the API and the reports write times; a naive
+    datetime is taken to be UTC already."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class ContentKind(StrEnum):
+    """What a stored scan file is (``Scan.content_kind``), decided by its content."""
+
+    DICOM = "dicom"
+    ZIP = "zip"
 
 
 class UTCDateTime(TypeDecorator):
@@ -164,7 +180,7 @@ class Scan(TimestampMixin, db.Model):
     patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
     description: Mapped[str | None] = mapped_column(Text())
     file_name: Mapped[str] = mapped_column(String(255))
-    # The stored file: "dicom" or "zip", size, SHA-256, and the DICOM UIDs found at upload.
+    # The stored file: a ContentKind, size, SHA-256, and the DICOM UIDs found at upload.
     content_kind: Mapped[str] = mapped_column(String(8))
     size_bytes: Mapped[int] = mapped_column(BigInteger())
     sha256: Mapped[str] = mapped_column(String(64))
