@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def cases(cursor) -> list[tuple[str, object, dict]]:
     """(name, statement, parameters) for every read the endpoints make."""
-    from medscan.patients.routes import ALL_PATIENTS, PATIENT_BY_ID, contains_pattern, name_search
+    from medscan.patients.routes import ALL_PATIENTS, PATIENT_BY_ID
+    from medscan.patients.search import contains_pattern, name_search
     from medscan.scans.routes import ALL_SCANS, SCAN_BY_ID, SCANS_OF_PATIENT
 
     cursor.execute("SELECT id FROM patients ORDER BY created_at LIMIT 1")

@@ -17,10 +17,10 @@ from medscan.bulk.archive import (
     extract_archive,
     work_dir,
 )
+from medscan.models import ContentKind
 
 MODEL_EXTENSION = "medscan.model"
 _LOADING = threading.Lock()
-ZIP = "zip"
 
 
 def register_model(app: Flask) -> None:
@@ -68,7 +68,7 @@ def analyze_stored_scan(path: Path, content_kind: str, file_name: str) -> Analys
         "model": current_model(),
         "threshold": current_app.config["MEDSCAN_THRESHOLD"],
     }
-    if content_kind != ZIP:
+    if content_kind != ContentKind.ZIP:
         return analyze_files([path], names={path: file_name}, **options)
     started = perf_counter()
     with work_dir(Path(current_app.config["MEDSCAN_WORK_DIR"])) as folder:

@@ -1,4 +1,4 @@
-"""Building blocks shared by the resource blueprints: parsing rules and lookups."""
+"""The API's conventions: the Api and its one error body, the Blueprint, parsing, lookups."""
 
 from __future__ import annotations
 
@@ -9,15 +9,129 @@ from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote
 
 import flask_smorest
-from flask import abort, request, url_for
+import marshmallow as ma
+from apispec.ext.marshmallow import MarshmallowPlugin, OpenAPIConverter
+from flask import Response, abort, current_app, request, url_for
+from flask_smorest import Api
 from webargs.flaskparser import FlaskParser
 from webargs.flaskparser import abort as abort_invalid
 from werkzeug.datastructures import CombinedMultiDict
+from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.routing import BaseConverter
 
-from medscan.extensions import ErrorSchema, api, db
+from medscan.extensions import db
 
 ModelT = TypeVar("ModelT")
+
+
+def error_body(message: str, details: Any = None) -> dict[str, Any]:
+    """The one error shape of the API."""
+    body: dict[str, Any] = {"error": message}
+    if details:
+        body["details"] = details
+    return body
+
+
+def _validation_details(messages: dict[str, Any]) -> dict[str, Any]:
+    """Flatten webargs' ``{location: {field: [...]}}`` into ``{field: [...]}``."""
+    details: dict[str, Any] = {}
+    for location_messages in messages.values():
+        if isinstance(location_messages, dict):
+            details.update(location_messages)
+        else:
+            details["_schema"] = location_messages
+    return details
+
+
+def _summary(details: dict[str, Any]) -> str:
+    """A one-line human reading of validation details, e.g. ``first_name: Missing data``."""
+    parts = []
+    for field, messages in details.items():
+        text = messages[0] if isinstance(messages, list) and messages else messages
+        if isinstance(text, dict):
+            text = "invalid value"
+        parts.append(str(text) if field == "_schema" else f"{field}: {text}")
+    return "; ".join(parts)
+
+
+class ErrorSchema(ma.Schema):
+    """The one error body of the API: ``{"error": message, "details"?: {field: [messages]}}``."""
+
+    error = ma.fields.String(
+        required=True,
+        metadata={"description": "what went wrong", "example": "first_name: Missing data"},
+    )
+    details = ma.fields.Dict(
+        metadata={
+            "description": "validation messages by field",
+            "example": {"first_name": ["Missing data for required field."]},
+        }
+    )
+
+
+class Converter(OpenAPIConverter):
+    """apispec's converter, writing a nullable nested schema so that generators type it."""
+
+    def field2nullable(self, field: ma.fields.Field, ret: dict) -> dict:
+        """A nullable reference as ``allOf: [$ref]`` with ``nullable`` (OpenAPI 3.0).
+
+        apispec writes ``anyOf: [{type: object, nullable: true}, {$ref}]``, which client
+        generators read as "an untyped object or the schema" rather than "the schema or null".
+        """
+        version = (self.openapi_version.major, self.openapi_version.minor)
+        if field.allow_none and version == (3, 0) and ("$ref" in ret or "allOf" in ret):
+            return {
+                "allOf": ret.pop("allOf", None) or [{"$ref": ret.pop("$ref")}],
+                "nullable": True,
+            }
+        return super().field2nullable(field, ret)
+
+
+class SchemaPlugin(MarshmallowPlugin):
+    """apispec's marshmallow plugin with ``Converter``."""
+
+    Converter = Converter
+
+
+class MedscanApi(Api):
+    """flask-smorest's Api with the one error body of the API, documented (``ERROR_SCHEMA``)
+    and rendered (``handle_http_exception``) in one place."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def init_app(self, app, *, spec_kwargs=None) -> None:
+        """Bind to ``app`` with a fresh ``SchemaPlugin`` (each app has its own document)."""
+        spec_kwargs = {"marshmallow_plugin": SchemaPlugin(), **(spec_kwargs or {})}
+        super().init_app(app, spec_kwargs=spec_kwargs)
+
+    def handle_http_exception(self, error: HTTPException) -> Response:
+        """Render an HTTP error as the error body, keeping its headers (``Allow``,
+        ``Retry-After``...); a crash (500) also rolls the session back.
+
+        flask-smorest registers this for every ``HTTPException`` when it binds the app, so the
+        contract holds whatever the order of the app factory's steps.
+        """
+        if isinstance(error, InternalServerError):
+            db.session.rollback()
+        data = getattr(error, "data", None) or {}
+        details = _validation_details(data["messages"]) if "messages" in data else None
+        if details:
+            message = _summary(details)
+        elif data.get("message"):
+            message = data["message"]
+        elif error.description and error.description != type(error).description:
+            message = error.description
+        else:
+            message = error.name
+        response = error.get_response()
+        response.set_data(current_app.json.dumps(error_body(message, details)))
+        response.mimetype = "application/json"
+        for name, value in (data.get("headers") or {}).items():
+            response.headers[name] = value
+        return response
+
+
+api = MedscanApi()
 
 JSON_REQUIRED = "Content-Type must be application/json"
 

@@ -12,13 +12,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from medscan import cli, errors
 from medscan.analysis import register_model
-from medscan.api import IdConverter
+from medscan.api import IdConverter, api
 from medscan.apidocs import OPENAPI_SETTINGS, register_apidocs
 from medscan.auth import register_auth
 from medscan.bulk.archive import sweep_stale_work_dirs
 from medscan.bulk.routes import bp as bulk_bp
-from medscan.config import load_config
-from medscan.extensions import api, db, migrate
+from medscan.config import MIB, load_config
+from medscan.extensions import db, migrate
 from medscan.health.routes import bp as health_bp
 from medscan.logs import register_logging
 from medscan.patients.routes import bp as patients_bp
@@ -29,7 +29,7 @@ from medscan.storage import ScanStorage, register_sweeper
 from medscan.uploads import register_uploads
 
 # JSON bodies are small; upload endpoints raise this per request (uploads.receive_uploads_into).
-MAX_JSON_BODY = 2**20
+MAX_JSON_BODY = MIB
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -66,6 +67,21 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 UTC with a ``Z`` suffix, as the API and the reports write times; a naive
+    datetime is taken to be UTC already."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class ContentKind(StrEnum):
+    """What a stored scan file is (``Scan.content_kind``), decided by its content."""
+
+    DICOM = "dicom"
+    ZIP = "zip"
+
+
 class UTCDateTime(TypeDecorator):
     """A timestamp stored as UTC and always read back timezone-aware (SQLite drops the zone)."""
 
@@ -109,9 +125,8 @@ class TableCount(db.Model):
     """The exact row count and a version of a table, kept by database triggers.
 
     An unfiltered list answers its exact ``total`` from here instead of counting a million rows
-    (migration 0005). The version is a random number redrawn by every statement that inserts,
-    deletes or changes searched columns (migration 0006): while it stays the same, a search's
-    total stays exact.
+    (migration 0005). The version (migration 0006) keeps searches' totals exact; see
+    ``medscan.patients.search``.
     """
 
     __tablename__ = "table_counts"
@@ -165,7 +180,7 @@ class Scan(TimestampMixin, db.Model):
     patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
     description: Mapped[str | None] = mapped_column(Text())
     file_name: Mapped[str] = mapped_column(String(255))
-    # The stored file: "dicom" or "zip", size, SHA-256, and the DICOM UIDs found at upload.
+    # The stored file: a ContentKind, size, SHA-256, and the DICOM UIDs found at upload.
     content_kind: Mapped[str] = mapped_column(String(8))
     size_bytes: Mapped[int] = mapped_column(BigInteger())
     sha256: Mapped[str] = mapped_column(String(64))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,8 +25,6 @@ MAX_LIMIT = 100
 MAX_OFFSET = 2**31 - 1
 # The label of the total carried on every row of a page.
 TOTAL = "total_matches"
-# The label of the table's version (see SearchPageQuery).
-VERSION = "table_version"
 
 
 class PageArgsSchema(ma.Schema):
@@ -122,67 +117,6 @@ class PageQuery:
         """``{items, total, limit, offset}``, each item holding only ``columns``."""
         items = [{name: row[name] for name in self.names} for row in rows]
         return {"items": items, "total": total, "limit": limit, "offset": offset}
-
-
-class SearchPageQuery(PageQuery):
-    """A filtered ``PageQuery`` that remembers each search's exact total while it stays exact.
-
-    Counting every match of a common word reads tens of thousands of rows; its page does not
-    (newest first on the ``created_at`` index, it stops after ``limit`` matches). The total of
-    each set of filter values is remembered, per process for the ``size`` most recent ones,
-    with the table's version (``table_counts.version``) it was counted at. A later page that
-    reads the same version, in the same statement as its rows, reuses the total: no insert,
-    delete or change of a searched column has committed since, so the count is unchanged.
-    The version is read first, on its own: when it still matches, the page statement (which
-    reads the version again) runs alone. Any other version, or a search never seen, reads its
-    page and count in one statement, as ``PageQuery`` does, so that they always agree.
-    Versions are random, so one seen in another database (or before a restore) never matches.
-    """
-
-    def __init__(
-        self, columns: Sequence[Column], filters: Sequence[ColumnElement[bool]], size: int = 1024
-    ) -> None:
-        super().__init__(columns, filters)
-        self.version = select(TableCount.version).where(TableCount.table_name == self.table.name)
-        version = self.version.scalar_subquery().label(VERSION)
-        self.rows = self.rows.add_columns(version)
-        self.total = select(self.total.scalar_subquery().label(TOTAL), version)
-        self.page = paged(select(*columns, version).where(*filters).order_by(*self.newest_first))
-        self.size = size
-        self.remembered: OrderedDict[bytes, tuple[int, int]] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def fetch(self, limit: int, offset: int, **params: Any) -> dict[str, Any]:
-        """The page envelope, counting only when the table changed since the last count."""
-        # A digest, not the words: a 500-character search must not pin 500 characters per entry.
-        key = hashlib.blake2b(repr(sorted(params.items())).encode(), digest_size=16).digest()
-        with self.lock:
-            remembered = self.remembered.get(key)
-        with read_connection() as connection:
-            # The version alone is one index lookup: a stale total costs no wasted page.
-            if remembered is not None and connection.scalar(self.version) == remembered[0]:
-                rows = self.read(connection, self.page, limit, offset, params)
-                # The page carries the version too, in case a write committed in between.
-                if not rows or rows[0][VERSION] == remembered[0]:
-                    self.remember(key, remembered)
-                    return self.envelope(rows, remembered[1], limit, offset)
-            # Never counted, or the table changed: the page and its count in one statement, so
-            # that they agree even while writes commit.
-            rows = self.read(connection, self.rows, limit, offset, params)
-            if rows:
-                version, total = rows[0][VERSION], rows[0][TOTAL]
-            else:
-                total, version = connection.execute(self.total, params).one()
-        self.remember(key, (version, total))
-        return self.envelope(rows, total, limit, offset)
-
-    def remember(self, key: bytes, version_and_total: tuple[int, int]) -> None:
-        """Keep the newest ``size`` totals, most recently used last."""
-        with self.lock:
-            self.remembered[key] = version_and_total
-            self.remembered.move_to_end(key)
-            if len(self.remembered) > self.size:
-                self.remembered.popitem(last=False)
 
 
 def paged(statement: Select) -> Select:

@@ -5,6 +5,9 @@ on its own snapshot, as it would under READ COMMITTED inside a transaction, with
 and ROLLBACK round trips around it and without the ORM session's per-request bookkeeping.
 Where two values must agree (a page and its total, a total and the version it was counted at)
 one statement reads both.
+The rule: a GET reads only through this module (``read_one_or_404``, ``PageQuery``), with
+Core statements naming the columns it needs; ``db.session`` is for writes and for the reads a
+write depends on (``api.get_or_404`` before a change), inside the write's transaction.
 Writes keep ``db.session`` and its transactions. SQLite needs no second engine: its driver
 starts no transaction for a SELECT.
 """

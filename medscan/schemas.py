@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import typing
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import marshmallow as ma
@@ -11,6 +11,7 @@ from flask_smorest.fields import Upload
 from werkzeug.datastructures import FileStorage
 
 from medscan.analyzer.report import FAILURE, SUCCESS, ReportRow
+from medscan.models import iso_utc
 
 # Examples shown by Swagger UI and generated clients' docs: realistic values, never real people.
 EXAMPLE_ID = "0b7c9e5e-3f0e-4c8a-9a51-6f2d1c4b8e21"
@@ -21,12 +22,10 @@ class Timestamp(ma.fields.DateTime):
     """UTC, ISO 8601 with a ``Z`` suffix."""
 
     def _serialize(self, value: datetime | None, attr, obj, **kwargs) -> str | None:
-        if value is None:
-            return None
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return None if value is None else iso_utc(value)
 
 
-class Text(ma.fields.String):
+class StorableString(ma.fields.String):
     """A string that PostgreSQL can store (no NUL), optionally stripped of outer white space."""
 
     def __init__(self, *, strip: bool = False, **kwargs: Any) -> None:

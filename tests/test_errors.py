@@ -6,16 +6,7 @@ import pytest
 
 from medscan.extensions import db
 from medscan.models import Patient
-
-
-def assert_json_error(response, status: int, message: str | None = None) -> dict:
-    assert response.status_code == status
-    assert response.mimetype == "application/json"
-    body = response.get_json()
-    assert isinstance(body["error"], str) and body["error"]
-    if message is not None:
-        assert body["error"] == message
-    return body
+from tests.helpers import assert_json_error
 
 
 def test_unknown_route_is_json_404(client):

@@ -12,7 +12,8 @@ from medscan.config import ConfigError, database_url, load_config
 
 def test_overrides_win_over_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("MEDSCAN_THRESHOLD", "0.7")
-    app = create_app({"MEDSCAN_THRESHOLD": 0.9, "MEDSCAN_STORAGE_DIR": str(tmp_path / "s")})
+    folders = {"MEDSCAN_STORAGE_DIR": str(tmp_path / "s"), "MEDSCAN_WORK_DIR": str(tmp_path / "w")}
+    app = create_app({"MEDSCAN_THRESHOLD": 0.9, **folders})
     assert app.config["MEDSCAN_THRESHOLD"] == 0.9
     assert (tmp_path / "s").is_dir()
 
@@ -67,11 +68,17 @@ def test_postgres_urls_use_psycopg2(given, expected):
     assert database_url(given, "/unused") == expected
 
 
-def test_importing_the_package_does_not_import_flask():
+def test_importing_the_package_and_the_analyzer_does_not_import_flask():
+    """``medscan`` and every module of ``medscan.analyzer`` (a plain library) load without Flask."""
     import subprocess
     import sys
 
-    code = "import medscan, sys; assert 'flask' not in sys.modules"
+    code = (
+        "import importlib, pkgutil, sys, medscan, medscan.analyzer as a\n"
+        "for m in pkgutil.iter_modules(a.__path__):\n"
+        "    importlib.import_module(f'{a.__name__}.{m.name}')\n"
+        "assert 'flask' not in sys.modules, 'flask imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

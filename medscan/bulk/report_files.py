@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, BinaryIO
 
 from openpyxl import Workbook
@@ -25,6 +25,7 @@ from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
 from medscan.analyzer.report import FAILURE, REPORT_KEYS, ReportRow
+from medscan.models import iso_utc
 
 if TYPE_CHECKING:
     from openpyxl.worksheet._write_only import WriteOnlyWorksheet
@@ -131,7 +132,7 @@ def _cell(sheet: WriteOnlyWorksheet, value: object) -> object:
     if value is None or isinstance(value, int | float):
         return value
     if isinstance(value, datetime):
-        value = _iso_utc(value)
+        value = iso_utc(value)
     text = _clean(str(value))
     if text.startswith("=") or text in ERROR_CODES:
         # openpyxl would store these as a formula or an error value: force a plain string.
@@ -144,13 +145,6 @@ def _cell(sheet: WriteOnlyWorksheet, value: object) -> object:
 def _clean(text: str) -> str:
     """Replace the characters an XLSX (XML 1.0) cell cannot hold with U+FFFD."""
     return _NOT_XML.sub("\ufffd", text)
-
-
-def _iso_utc(moment: datetime) -> str:
-    """Return ISO 8601 UTC with a `Z` suffix; a naive datetime is taken to be UTC already."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _discard(workbook: Workbook) -> None:

@@ -23,6 +23,7 @@ from medscan.analyzer.report import ReportRow
 from medscan.api import (
     LOCATION,
     Blueprint,
+    api,
     content_disposition,
     download_type,
     get_or_404,
@@ -55,7 +56,6 @@ from medscan.bulk.tracking import (
     remove_folder,
     run_folder,
 )
-from medscan.errors import json_error
 from medscan.extensions import db
 from medscan.models import BulkRun, BulkRunItem, BulkRunSkippedFile
 from medscan.paging import PageQuery
@@ -101,7 +101,7 @@ def reap_lost_runs() -> None:
 def archive_too_large(error: RequestEntityTooLarge):
     """413 for a body over the limit, naming the limit."""
     limit = current_app.config["MEDSCAN_MAX_BULK_MB"]
-    return json_error(RequestEntityTooLarge(f"ZIP too large. Max {limit} MB"))
+    return api.handle_http_exception(RequestEntityTooLarge(f"ZIP too large. Max {limit} MB"))
 
 
 def run_archive(archive: Path, file_name: str, progress: Callable[[int, int], None]) -> BulkResult:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-
 from flask.views import MethodView
 from sqlalchemy import bindparam, select
 
 from medscan.api import LOCATION, Blueprint, get_or_404, location_of
 from medscan.extensions import db
 from medscan.models import Patient, fold_for_search
-from medscan.paging import PageQuery, SearchPageQuery
+from medscan.paging import PageQuery
 from medscan.patients.schemas import (
     PatientCreateSchema,
     PatientPageSchema,
@@ -18,7 +16,8 @@ from medscan.patients.schemas import (
     PatientSchema,
     PatientUpdateSchema,
 )
-from medscan.reads import columns_for, read_one_or_404
+from medscan.patients.search import PATIENT_COLUMNS, contains_pattern, name_search
+from medscan.reads import read_one_or_404
 from medscan.schemas import IdSchema
 from medscan.storage import remove_deleted_files
 
@@ -26,27 +25,8 @@ bp = Blueprint("patients", __name__, url_prefix="/api/v1/patients", description=
 
 NOT_FOUND = "Patient not found"
 
-PATIENT_COLUMNS = columns_for(PatientSchema, Patient.__table__)
 PATIENT_BY_ID = select(*PATIENT_COLUMNS).where(Patient.id == bindparam("id"))
 ALL_PATIENTS = PageQuery(PATIENT_COLUMNS)
-# LIKE's escape character: ``%`` and ``_`` in a search word match literally.
-ESCAPE = "/"
-
-
-@functools.lru_cache(maxsize=32)
-def name_search(words: int) -> SearchPageQuery:
-    """Pages of patients whose folded names contain every one of ``words`` bound words."""
-    return SearchPageQuery(
-        PATIENT_COLUMNS,
-        [Patient.search_name.like(bindparam(f"word{i}"), escape=ESCAPE) for i in range(words)],
-    )
-
-
-def contains_pattern(word: str) -> str:
-    """The LIKE pattern matching ``word`` anywhere, its wildcards taken literally."""
-    for special in (ESCAPE, "%", "_"):
-        word = word.replace(special, ESCAPE + special)
-    return f"%{word}%"
 
 
 @bp.route("")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 
 from medscan.paging import PageArgsSchema, page_schema
-from medscan.schemas import EXAMPLE_ID, EXAMPLE_TIME, InputSchema, Text, Timestamp
+from medscan.schemas import EXAMPLE_ID, EXAMPLE_TIME, InputSchema, StorableString, Timestamp
 
 NAME_LENGTH = ma.validate.Length(1, 100)
 DESCRIPTION_LENGTH = ma.validate.Length(max=10_000)
@@ -30,11 +30,13 @@ PatientPageSchema = page_schema(PatientSchema, "PatientPage")
 class PatientCreateSchema(InputSchema):
     """``POST`` body: both names required, description optional."""
 
-    first_name = Text(strip=True, required=True, validate=NAME_LENGTH, metadata={"example": "Иван"})
-    last_name = Text(
+    first_name = StorableString(
+        strip=True, required=True, validate=NAME_LENGTH, metadata={"example": "Иван"}
+    )
+    last_name = StorableString(
         strip=True, required=True, validate=NAME_LENGTH, metadata={"example": "Семёнов"}
     )
-    description = Text(
+    description = StorableString(
         allow_none=True, validate=DESCRIPTION_LENGTH, metadata={"example": "follow-up"}
     )
 
@@ -42,9 +44,9 @@ class PatientCreateSchema(InputSchema):
 class PatientUpdateSchema(InputSchema):
     """``PUT`` body: any non-empty subset; names cannot be null or blank."""
 
-    first_name = Text(strip=True, validate=NAME_LENGTH, metadata={"example": "Иван"})
-    last_name = Text(strip=True, validate=NAME_LENGTH, metadata={"example": "Семёнов"})
-    description = Text(
+    first_name = StorableString(strip=True, validate=NAME_LENGTH, metadata={"example": "Иван"})
+    last_name = StorableString(strip=True, validate=NAME_LENGTH, metadata={"example": "Семёнов"})
+    description = StorableString(
         allow_none=True, validate=DESCRIPTION_LENGTH, metadata={"example": "second opinion"}
     )
 
@@ -60,7 +62,7 @@ class PatientQuerySchema(PageArgsSchema):
 
     # Two names of at most 100 characters each: a longer query can match nothing, and very long
     # ones only make the trigram search expensive.
-    q = Text(
+    q = StorableString(
         load_default="",
         validate=ma.validate.Length(max=500),
         metadata={

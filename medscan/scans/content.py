@@ -13,9 +13,9 @@ from medscan.bulk.archive import (
     UnpackLimits,
     inspect_zip,
 )
+from medscan.models import ContentKind
 
-DICOM = "dicom"
-ZIP = "zip"
+DICOM, ZIP = ContentKind.DICOM, ContentKind.ZIP
 ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
 
 
@@ -27,7 +27,7 @@ class UnsupportedContent(ValueError):
 class ScanContent:
     """The kind of a scan file and the UIDs of the (first) DICOM instance in it."""
 
-    kind: str
+    kind: ContentKind
     study_uid: str | None
     series_uid: str | None
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from flask import Response, abort, current_app, jsonify, request, send_file
 from flask.views import MethodView
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import RowMapping, bindparam, delete, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from webargs.flaskparser import abort as abort_invalid
@@ -23,13 +23,14 @@ from medscan.api import (
     LOCATION,
     OCTET_STREAM,
     Blueprint,
+    api,
     content_disposition,
     download_type,
+    error_body,
     get_or_404,
     location_of,
     parse_uuid,
 )
-from medscan.errors import error_body, json_error
 from medscan.extensions import db
 from medscan.models import Patient, Scan, utcnow
 from medscan.paging import PageQuery
@@ -59,6 +60,11 @@ NO_IMAGE = "No image to preview"
 
 SCAN_COLUMNS = columns_for(ScanSchema, Scan.__table__)
 SCAN_BY_ID = select(*SCAN_COLUMNS).where(Scan.id == bindparam("id"))
+# What the file, series and preview GETs need of a scan, and what the report GET answers.
+SCAN_FILE_BY_ID = select(Scan.id, Scan.sha256, Scan.file_name, Scan.content_kind).where(
+    Scan.id == bindparam("id")
+)
+SCAN_REPORT_BY_ID = select(Scan.report_json, Scan.processed_at).where(Scan.id == bindparam("id"))
 ALL_SCANS = PageQuery(SCAN_COLUMNS)
 SCANS_OF_PATIENT = PageQuery(SCAN_COLUMNS, [Scan.patient_id == bindparam("patient_id")])
 
@@ -74,7 +80,7 @@ def stream_scan_uploads() -> None:
 def scan_too_large(error: RequestEntityTooLarge):
     """413 for a body over the limit, naming the limit."""
     limit = current_app.config["MEDSCAN_MAX_SCAN_MB"]
-    return json_error(RequestEntityTooLarge(f"File too large. Max {limit} MB"))
+    return api.handle_http_exception(RequestEntityTooLarge(f"File too large. Max {limit} MB"))
 
 
 @bp.route("/v1/scans")
@@ -198,7 +204,7 @@ class ScanItem(MethodView):
 )
 def download(scan_id: str):
     """Download the scan file as uploaded."""
-    scan = get_or_404(Scan, scan_id, NOT_FOUND)
+    scan = read_one_or_404(SCAN_FILE_BY_ID, scan_id, NOT_FOUND)
     path = stored_file(scan)
     # RFC 9110 14.2: a Range that is not one well-formed bytes range (another unit, bad
     # syntax, several ranges) is ignored: 200 with the whole file. werkzeug would answer 416.
@@ -209,18 +215,18 @@ def download(scan_id: str):
         path,
         mimetype="application/octet-stream",
         conditional=True,
-        etag=scan.sha256,
+        etag=scan["sha256"],
         max_age=0,
     )
-    response.headers["Content-Disposition"] = content_disposition(scan.file_name)
+    response.headers["Content-Disposition"] = content_disposition(scan["file_name"])
     return response
 
 
-def stored_file(scan: Scan) -> Path:
+def stored_file(scan: RowMapping) -> Path:
     """The scan's stored file; 404 (and an error logged) if it has gone."""
-    path = scan_storage().path(scan.id)
+    path = scan_storage().path(scan["id"])
     if not path.is_file():
-        current_app.logger.error("Scan %s has no stored file at %s", scan.id, path)
+        current_app.logger.error("Scan %s has no stored file at %s", scan["id"], path)
         abort(404, NOT_FOUND)
     return path
 
@@ -263,16 +269,16 @@ def analyze(scan_id: str):
 )
 def report(scan_id: str):
     """The last stored report of a scan."""
-    scan = get_or_404(Scan, scan_id, NOT_FOUND)
-    if scan.report_json is None:
+    scan = read_one_or_404(SCAN_REPORT_BY_ID, scan_id, NOT_FOUND)
+    if scan["report_json"] is None:
         abort(404, "Report not found")
-    return {"report": scan.report_json, "processed_at": scan.processed_at}
+    return {"report": scan["report_json"], "processed_at": scan["processed_at"]}
 
 
-def stored_scan(scan: Scan) -> StoredScan:
+def stored_scan(scan: RowMapping) -> StoredScan:
     """Where the scan's file is, for the series listing and the preview."""
     return StoredScan(
-        stored_file(scan), scan.content_kind, scan.file_name, scan.sha256, unpack_limits()
+        stored_file(scan), scan["content_kind"], scan["file_name"], scan["sha256"], unpack_limits()
     )
 
 
@@ -282,7 +288,7 @@ def stored_scan(scan: Scan) -> StoredScan:
 @bp.alt_response(404, message=NOT_FOUND)
 def series(scan_id: str):
     """Every series of the scan's analysed study, which one the analysis uses and why."""
-    scan = get_or_404(Scan, scan_id, NOT_FOUND)
+    scan = read_one_or_404(SCAN_FILE_BY_ID, scan_id, NOT_FOUND)
     return {"items": scan_series(stored_scan(scan)).entries}
 
 
@@ -317,9 +323,9 @@ def no_image(reason: str) -> Response:
 )
 def preview(args: dict, scan_id: str):
     """One image of the series the analysis uses, as a PNG in a CT window."""
-    scan = get_or_404(Scan, scan_id, NOT_FOUND)
+    scan = read_one_or_404(SCAN_FILE_BY_ID, scan_id, NOT_FOUND)
     index = args.get("index")
-    key = f"{RENDERING}:{scan.sha256}:{args['window']}:{'middle' if index is None else index}"
+    key = f"{RENDERING}:{scan['sha256']}:{args['window']}:{'middle' if index is None else index}"
     etag = hashlib.sha256(key.encode()).hexdigest()[:32]
     if request.if_none_match.contains_weak(etag):
         response = Response(status=304)

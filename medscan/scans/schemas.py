@@ -21,7 +21,7 @@ from medscan.schemas import (
     FilePart,
     InputSchema,
     ReportSchema,
-    Text,
+    StorableString,
     Timestamp,
 )
 
@@ -60,7 +60,9 @@ class ScanUploadSchema(ma.Schema):
     file = FilePart(required=True, metadata={"description": "DICOM (Part 10 or raw) or a ZIP"})
     # A form field cannot be null: leave it out for no description (a nullable field would make
     # generated clients send the text "None").
-    description = Text(validate=DESCRIPTION_LENGTH, metadata={"example": "CT thorax, low dose"})
+    description = StorableString(
+        validate=DESCRIPTION_LENGTH, metadata={"example": "CT thorax, low dose"}
+    )
 
 
 class ScanUpdateSchema(InputSchema):
@@ -68,7 +70,7 @@ class ScanUpdateSchema(InputSchema):
 
     READ_ONLY_FIELDS = (*InputSchema.READ_ONLY_FIELDS, "patient_id", "file_name")
 
-    description = Text(
+    description = StorableString(
         required=True,
         allow_none=True,
         validate=DESCRIPTION_LENGTH,

@@ -15,10 +15,8 @@ from medscan.analyzer import REPORT_KEYS, ModelLoadError, Prediction, Series
 from medscan.extensions import db
 from medscan.models import Scan
 from tests.analyzer.sample_models import ConstantModel
-from tests.api.test_patients import create as create_patient
-from tests.api.test_scans import upload, zip_of
 from tests.dicom_factory import write_ct_file, write_ct_series
-from tests.test_errors import assert_json_error
+from tests.helpers import assert_json_error, create_patient, upload, zip_of
 
 
 @pytest.fixture
@@ -208,4 +206,10 @@ class TestScanDeletedDuringAnalysis:
 
 def test_unloadable_model_stops_the_start(tmp_path):
     with pytest.raises(ModelLoadError, match="no_such_module"):
-        create_app({"MEDSCAN_MODEL": "no_such_module:Model", "MEDSCAN_STORAGE_DIR": str(tmp_path)})
+        create_app(
+            {
+                "MEDSCAN_MODEL": "no_such_module:Model",
+                "MEDSCAN_STORAGE_DIR": str(tmp_path),
+                "MEDSCAN_WORK_DIR": str(tmp_path / "w"),
+            }
+        )

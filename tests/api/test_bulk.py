@@ -13,18 +13,12 @@ import pytest
 from medscan.analyzer import REPORT_KEYS
 from medscan.extensions import db
 from medscan.models import BulkRun
-from tests.api.test_scans import zip_of
 from tests.bulk.zip_factory import write_symlink_zip, write_zeros_zip, write_zip
-from tests.dicom_factory import write_ct_file, write_ct_series
-from tests.test_errors import assert_json_error
+from tests.dicom_factory import write_ct_file
+from tests.helpers import assert_json_error, post_archive, series_entries, zip_of
 
 URL = "/api/bulk-runs"
 HYPERLINK = '=HYPERLINK("evil.example","click").dcm'
-
-
-def series_entries(tmp_path: Path, folder: str, n: int, **kwargs) -> dict[str, bytes]:
-    files = write_ct_series(tmp_path / "gen" / folder, n_slices=n, **kwargs)
-    return {f"{folder}/{f.name}": f.read_bytes() for f in files}
 
 
 @pytest.fixture
@@ -47,10 +41,6 @@ def batch(tmp_path) -> bytes:
             HYPERLINK: linked.read_bytes(),
         }
     )
-
-
-def post_archive(client, content: bytes, name: str = "batch.zip"):
-    return client.post(URL, data={"file": (io.BytesIO(content), name)})
 
 
 def work_entries(app) -> list[Path]:

@@ -1,7 +1,7 @@
 """``GET /api/health``."""
 
 from tests.conftest import make_app
-from tests.test_errors import assert_json_error
+from tests.helpers import assert_json_error
 
 
 def test_health_ok(client):

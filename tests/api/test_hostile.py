@@ -11,19 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.api import test_scans
-from tests.api.test_scans import upload
-from tests.test_errors import assert_json_error
+from tests.helpers import assert_json_error, upload
 
 PATIENTS = "/api/v1/patients"
 SCANS = "/api/v1/scans"
 BULK = "/api/bulk-runs"
 MIB = 2**20
-
-# The scan tests' fixtures: a patient, and a small CT file's bytes.
-patient_id = test_scans.patient_id
-ct_bytes = test_scans.ct_bytes
-
 
 # --- hostile JSON ----------------------------------------------------------------------------
 

@@ -13,9 +13,7 @@ from typing import Any
 import openpyxl
 import pytest
 
-from tests.api.test_bulk import post_archive, series_entries
-from tests.api.test_scans import zip_of
-from tests.test_errors import assert_json_error
+from tests.helpers import assert_json_error, post_archive, series_entries, zip_of
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 OCTET_STREAM = "application/octet-stream"

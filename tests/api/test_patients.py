@@ -12,18 +12,11 @@ from sqlalchemy import bindparam, delete, event, update
 
 from medscan.extensions import db
 from medscan.models import Patient
-from medscan.paging import SearchPageQuery
-from medscan.patients.routes import PATIENT_COLUMNS
+from medscan.patients.search import PATIENT_COLUMNS, SearchPageQuery
 from medscan.reads import reads_engine
-from tests.test_errors import assert_json_error
+from tests.helpers import assert_json_error, create_patient
 
 URL = "/api/v1/patients"
-
-
-def create(client, first="Ivan", last="Ivanov", **extra) -> str:
-    response = client.post(URL, json={"first_name": first, "last_name": last, **extra})
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()["id"]
 
 
 def add_patients(app, names: list[tuple[str, str]]) -> list[str]:
@@ -75,7 +68,9 @@ def test_create_returns_id_and_location_and_the_patient_reads_back(client):
 
 def test_read_only_fields_sent_back_are_ignored(client):
     fake_id = str(uuid.uuid4())
-    patient_id = create(client, id=fake_id, created_at="2000-01-01T00:00:00Z", updated_at="x")
+    patient_id = create_patient(
+        client, id=fake_id, created_at="2000-01-01T00:00:00Z", updated_at="x"
+    )
     assert patient_id != fake_id
     assert client.get(f"{URL}/{patient_id}").get_json()["created_at"] != "2000-01-01T00:00:00Z"
 
@@ -104,7 +99,7 @@ def test_create_rejects_invalid_bodies_with_field_details(client, body, field):
 
 
 def test_create_accepts_limits_exactly(client):
-    patient_id = create(client, "x" * 100, "y" * 100, description="d" * 10_000)
+    patient_id = create_patient(client, "x" * 100, "y" * 100, description="d" * 10_000)
     patient = client.get(f"{URL}/{patient_id}").get_json()
     assert len(patient["first_name"]) == 100 and len(patient["description"]) == 10_000
 
@@ -132,7 +127,7 @@ def test_get_unknown_or_malformed_id_is_patient_not_found(client, raw_id):
 
 
 def test_get_accepts_the_id_in_any_case(client):
-    patient_id = create(client)
+    patient_id = create_patient(client)
     response = client.get(f"{URL}/{patient_id.upper()}")
     assert response.status_code == 200
     assert response.get_json()["id"] == patient_id
@@ -244,7 +239,7 @@ def test_remembered_search_totals_follow_every_kind_of_write(client, app):
     ids = add_patients(app, [("Ivan", "Petrov"), ("Ivana", "Sidorova"), ("Petr", "Ivanov")])
     assert search_total(client, "ivan") == 3
     assert search_total(client, "ivan") == 3  # remembered
-    create(client, "Ivanka", "Novak")
+    create_patient(client, "Ivanka", "Novak")
     assert search_total(client, "ivan") == 4
     client.put(f"{URL}/{ids[0]}", json={"first_name": "Oleg"})  # renamed out of the results
     assert search_total(client, "ivan") == 3
@@ -285,7 +280,7 @@ def test_a_repeated_search_is_not_counted_again_until_patients_change(client, ap
             counts.clear()
             assert search_total(client, "karenina") == 3
             assert any(counts) is expected, counts
-        create(client, "Anna", "Karenina3")
+        create_patient(client, "Anna", "Karenina3")
         counts.clear()
         assert search_total(client, "karenina") == 4
         assert any(counts)
@@ -294,7 +289,7 @@ def test_a_repeated_search_is_not_counted_again_until_patients_change(client, ap
 def test_a_page_and_its_total_agree_when_a_write_commits_between_statements(client, app):
     ids = add_patients(app, [("Anna", f"Karenina{i}") for i in range(3)])
     assert search_total(client, "anna") == 3
-    create(client, "Anna", "Karenina3")  # the remembered total is now stale
+    create_patient(client, "Anna", "Karenina3")  # the remembered total is now stale
     with app.app_context():
         engine = reads_engine()
         writer = db.engine
@@ -334,7 +329,7 @@ def test_remembered_totals_are_bounded_and_forget_the_oldest(app):
 
 
 def test_update_changes_only_given_fields_and_advances_updated_at(client):
-    patient_id = create(client, description="first note")
+    patient_id = create_patient(client, description="first note")
     before = client.get(f"{URL}/{patient_id}").get_json()
     response = client.put(f"{URL}/{patient_id}", json={"last_name": "  Семёнов "})
     assert response.status_code == 200
@@ -348,13 +343,13 @@ def test_update_changes_only_given_fields_and_advances_updated_at(client):
 
 
 def test_update_description_null_clears_it(client):
-    patient_id = create(client, description="note")
+    patient_id = create_patient(client, description="note")
     response = client.put(f"{URL}/{patient_id}", json={"description": None})
     assert response.get_json()["description"] is None
 
 
 def test_update_can_send_back_the_fetched_object(client):
-    patient_id = create(client)
+    patient_id = create_patient(client)
     patient = client.get(f"{URL}/{patient_id}").get_json()
     patient["first_name"] = "Ivan2"
     response = client.put(f"{URL}/{patient_id}", json=patient)
@@ -373,7 +368,7 @@ def test_update_can_send_back_the_fetched_object(client):
     ],
 )
 def test_update_rejects_empty_or_invalid_bodies(client, body):
-    patient_id = create(client)
+    patient_id = create_patient(client)
     assert_json_error(client.put(f"{URL}/{patient_id}", json=body), 400)
     assert client.get(f"{URL}/{patient_id}").get_json()["first_name"] == "Ivan"
 
@@ -384,7 +379,7 @@ def test_update_unknown_patient_is_404(client):
 
 
 def test_update_needs_json_content_type(client):
-    patient_id = create(client)
+    patient_id = create_patient(client)
     response = client.put(f"{URL}/{patient_id}", data="first_name=X")
     assert_json_error(response, 415, "Content-Type must be application/json")
 
@@ -393,7 +388,7 @@ def test_update_needs_json_content_type(client):
 
 
 def test_delete_then_gone(client):
-    patient_id = create(client)
+    patient_id = create_patient(client)
     response = client.delete(f"{URL}/{patient_id}")
     assert response.status_code == 204 and response.get_data() == b""
     assert_json_error(client.get(f"{URL}/{patient_id}"), 404, "Patient not found")
@@ -411,5 +406,5 @@ def test_search_longer_than_500_characters_is_400(client):
 
 
 def test_names_come_back_as_utf8_not_escapes(client):
-    patient_id = create(client, "Пётр", "Семёнов")
+    patient_id = create_patient(client, "Пётр", "Семёнов")
     assert "Семёнов".encode() in client.get(f"{URL}/{patient_id}").get_data()

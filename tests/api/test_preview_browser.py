@@ -14,9 +14,8 @@ from collections.abc import Iterator
 import pytest
 from werkzeug.serving import make_server
 
-from tests.api.test_patients import create as create_patient
-from tests.api.test_scans import upload
 from tests.dicom_factory import write_ct_file
+from tests.helpers import create_patient, upload
 from tests.tools import require_tool
 
 PAGE = "/preview-page.html"

@@ -17,10 +17,8 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 
 from medscan.analyzer.preview import WINDOWS, windowed
-from tests.api.test_patients import create as create_patient
-from tests.api.test_scans import stored_files, upload, zip_of
 from tests.dicom_factory import ct_dataset, write_ct_series, write_dataset
-from tests.test_errors import assert_json_error
+from tests.helpers import assert_json_error, create_patient, stored_files, upload, zip_of
 
 # HU of the four bands of `banded`: outside-the-scan padding, air, lung level, bone.
 PADDING, AIR, LUNG_LEVEL, BONE = -3024, -1000, -600, 1000

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import uuid
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -13,41 +12,12 @@ from pydicom.data import get_testdata_file
 
 from medscan.extensions import db
 from medscan.models import Scan
-from tests.api.test_patients import create as create_patient
 from tests.bulk.zip_factory import write_zeros_zip
 from tests.dicom_factory import write_ct_file, write_ct_series
-from tests.test_errors import assert_json_error
+from tests.helpers import assert_json_error, create_patient, stored_files, upload, zip_of
 
 URL = "/api/v1/scans"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)
-
-
-@pytest.fixture
-def patient_id(client) -> str:
-    return create_patient(client)
-
-
-@pytest.fixture
-def ct_bytes(tmp_path) -> bytes:
-    return write_ct_file(tmp_path / "ct.dcm", rows=32, columns=32).read_bytes()
-
-
-def upload(client, patient_id, content: bytes, name: str = "ct.dcm", **form):
-    data = {"patient_id": patient_id, "file": (io.BytesIO(content), name), **form}
-    return client.post(URL, data=data, content_type="multipart/form-data")
-
-
-def stored_files(app) -> list[Path]:
-    """Every file under the storage folder, spooled uploads included."""
-    return sorted(p for p in Path(app.config["MEDSCAN_STORAGE_DIR"]).rglob("*") if p.is_file())
-
-
-def zip_of(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, content in files.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
 
 
 # --- upload: accepted content ---------------------------------------------------------------
@@ -186,11 +156,6 @@ def test_invalid_patient_id_is_400_before_a_missing_patient(client):
 # --- upload: size limit ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def app_config():
-    return {"MEDSCAN_MAX_SCAN_MB": 1}
-
-
 def big_body(patient_id: str) -> tuple[bytes, str]:
     boundary = "medscanboundary"
     head = (
@@ -202,33 +167,38 @@ def big_body(patient_id: str) -> tuple[bytes, str]:
     return head + bytes(2**20 + 10) + tail, f"multipart/form-data; boundary={boundary}"
 
 
-def test_body_over_the_limit_is_413_with_content_length(client, app, patient_id):
-    body, content_type = big_body(patient_id)
-    response = client.post(URL, data=body, content_type=content_type)
-    assert_json_error(response, 413, "File too large. Max 1 MB")
-    assert stored_files(app) == []
+class TestSizeLimit:
+    """Uploads under a 1 MB limit (the other tests of this module keep the default)."""
 
+    @pytest.fixture
+    def app_config(self):
+        return {"MEDSCAN_MAX_SCAN_MB": 1}
 
-def test_body_over_the_limit_is_413_when_chunked(client, app, patient_id):
-    body, content_type = big_body(patient_id)
-    response = client.post(
-        URL,
-        input_stream=io.BytesIO(body),
-        content_type=content_type,
-        headers={"Transfer-Encoding": "chunked"},
-        environ_overrides={"wsgi.input_terminated": True},  # what gunicorn sets for chunked bodies
-    )
-    assert_json_error(response, 413, "File too large. Max 1 MB")
-    assert stored_files(app) == []
+    def test_body_over_the_limit_is_413_with_content_length(self, client, app, patient_id):
+        body, content_type = big_body(patient_id)
+        response = client.post(URL, data=body, content_type=content_type)
+        assert_json_error(response, 413, "File too large. Max 1 MB")
+        assert stored_files(app) == []
 
+    def test_body_over_the_limit_is_413_when_chunked(self, client, app, patient_id):
+        body, content_type = big_body(patient_id)
+        response = client.post(
+            URL,
+            input_stream=io.BytesIO(body),
+            content_type=content_type,
+            headers={"Transfer-Encoding": "chunked"},
+            # what gunicorn sets for chunked bodies
+            environ_overrides={"wsgi.input_terminated": True},
+        )
+        assert_json_error(response, 413, "File too large. Max 1 MB")
+        assert stored_files(app) == []
 
-def test_body_under_the_limit_passes(client, patient_id, ct_bytes):
-    assert upload(client, patient_id, ct_bytes).status_code == 201
+    def test_body_under_the_limit_passes(self, client, patient_id, ct_bytes):
+        assert upload(client, patient_id, ct_bytes).status_code == 201
 
 
 def test_multi_megabyte_upload_round_trips(client, app, patient_id, tmp_path):
     """Bodies are read in large pieces: several of them, and a piece boundary mid-file."""
-    app.config["MEDSCAN_MAX_SCAN_MB"] = 16
     big = write_ct_file(tmp_path / "big.dcm", rows=1024, columns=1024 + 77).read_bytes()
     assert len(big) > 2 * 2**20
     response = upload(client, patient_id, big, "big.dcm")

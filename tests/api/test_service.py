@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import io
 import logging
+from pathlib import Path
 
 import pytest
 from openapi_spec_validator import validate
 
 from medscan.logs import RequestIdFilter
 from tests.analyzer.test_report import KEYS
-from tests.test_errors import assert_json_error
+from tests.helpers import assert_json_error
 
 KEY = "s3cret-key"
+
+
+class ReadCounter(io.BytesIO):
+    """A request body that counts the bytes the app reads from it."""
+
+    read_bytes = 0
+
+    def read(self, size=-1):
+        data = super().read(size)
+        self.read_bytes += len(data)
+        return data
+
+    def readinto(self, buffer):
+        count = super().readinto(buffer)
+        self.read_bytes += count
+        return count
 
 
 class TestApiKeys:
@@ -47,8 +65,16 @@ class TestApiKeys:
         assert client.get(path).status_code == 200
 
     def test_upload_without_key_is_refused_before_reading_the_body(self, client, app):
-        response = client.post("/api/bulk-runs", data={"file": (b"PK\x03\x04", "a.zip")})
+        body = ReadCounter(b"--b\r\n" + bytes(2**20))
+        response = client.post(
+            "/api/bulk-runs",
+            input_stream=body,
+            content_type="multipart/form-data; boundary=b",
+            headers={"Content-Length": str(len(body.getvalue()))},
+        )
         assert_json_error(response, 401, "Unauthorized")
+        assert body.read_bytes == 0
+        assert not any(Path(app.config["MEDSCAN_WORK_DIR"]).iterdir())
 
     def test_keys_never_reach_the_logs(self, client, caplog):
         caplog.set_level(logging.DEBUG)

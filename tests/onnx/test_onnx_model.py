@@ -17,9 +17,8 @@ from onnx import TensorProto, helper  # noqa: E402
 from medscan import create_app  # noqa: E402
 from medscan.analyzer import ModelLoadError, load_model  # noqa: E402
 from medscan.analyzer.onnx_model import SETTINGS_VARIABLE, OnnxModel, resample  # noqa: E402
-from tests.api.test_patients import create as create_patient  # noqa: E402
-from tests.api.test_scans import upload, zip_of  # noqa: E402
 from tests.dicom_factory import write_ct_series  # noqa: E402
+from tests.helpers import create_patient, upload, zip_of  # noqa: E402
 
 SPEC = "medscan.analyzer.onnx_model:OnnxModel"
 HU = 100  # every voxel of the series below
@@ -121,7 +120,13 @@ def test_softmax_class_index_is_the_probability(tmp_path, monkeypatch, settings)
 def test_bad_model_file_stops_the_start(tmp_path, settings):
     (tmp_path / "mean.onnx").write_bytes(b"not a network")
     with pytest.raises(ModelLoadError, match="mean.onnx"):
-        create_app({"MEDSCAN_MODEL": SPEC, "MEDSCAN_STORAGE_DIR": str(tmp_path)})
+        create_app(
+            {
+                "MEDSCAN_MODEL": SPEC,
+                "MEDSCAN_STORAGE_DIR": str(tmp_path),
+                "MEDSCAN_WORK_DIR": str(tmp_path / "w"),
+            }
+        )
 
 
 @pytest.mark.parametrize("shape", [[1, 1, 5, 8, 8], [1, 1, 8, 8]])

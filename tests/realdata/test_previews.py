@@ -12,9 +12,8 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 
 from medscan.analyzer.preview import WINDOWS, windowed
-from tests.api.test_patients import create as create_patient
-from tests.api.test_scans import upload, zip_of
 from tests.dicom_factory import write_ct_series, write_dataset
+from tests.helpers import create_patient, upload, zip_of
 from tests.realdata.samples import (
     COLUMNS,
     ENCODINGS,

@@ -11,10 +11,8 @@ import pytest
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 
-from tests.api.test_bulk import post_archive
-from tests.api.test_patients import create as create_patient
-from tests.api.test_scans import upload, zip_of
 from tests.dicom_factory import write_ct_series
+from tests.helpers import create_patient, post_archive, upload, zip_of
 from tests.realdata.samples import (
     ENCODINGS,
     PIXEL_SPACING,

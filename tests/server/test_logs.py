@@ -14,8 +14,7 @@ import uuid
 from pathlib import Path
 
 from medscan.logs import RedactRequests
-from tests.api.test_bulk import series_entries
-from tests.api.test_scans import zip_of
+from tests.helpers import series_entries, zip_of
 from tests.server.conftest import Server
 
 NAME = "Семенова"  # a patient's name: in a body, a search and an archive's name
