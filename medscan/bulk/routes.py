@@ -322,14 +322,29 @@ def report_file(name: str, mimetype: str, write: Callable[[BinaryIO], None]):
     return response
 
 
-@bp.get("/<id:run_id>/report.xlsx")
-@bp.doc(operationId="getBulkReportXlsx")
-@bp.file_response(XLSX, "The report workbook: sheets Report, Errors and About")
-@bp.alt_response(404, message=NOT_FOUND)
-@bp.alt_response(
-    409,
-    message=NOT_FINISHED,
-    description="The run has not succeeded (Retry-After while it may still)",
+def report_route(file: str, operation_id: str, content_type: str, description: str):
+    """Route and document a report download of a run (404, and 409 until it has succeeded)."""
+
+    def register(view):
+        for decorate in (
+            bp.alt_response(
+                409,
+                message=NOT_FINISHED,
+                description="The run has not succeeded (Retry-After while it may still)",
+            ),
+            bp.alt_response(404, message=NOT_FOUND),
+            bp.file_response(content_type, description),
+            bp.doc(operationId=operation_id),
+            bp.get(f"/<id:run_id>/{file}"),
+        ):
+            view = decorate(view)
+        return view
+
+    return register
+
+
+@report_route(
+    "report.xlsx", "getBulkReportXlsx", XLSX, "The report workbook: sheets Report, Errors and About"
 )
 def report_xlsx(run_id: str):
     """The report as XLSX: sheets Report, Errors and About."""
@@ -341,15 +356,7 @@ def report_xlsx(run_id: str):
     )
 
 
-@bp.get("/<id:run_id>/report.csv")
-@bp.doc(operationId="getBulkReportCsv")
-@bp.file_response(CSV, "The Report sheet as CSV (UTF-8)")
-@bp.alt_response(404, message=NOT_FOUND)
-@bp.alt_response(
-    409,
-    message=NOT_FINISHED,
-    description="The run has not succeeded (Retry-After while it may still)",
-)
+@report_route("report.csv", "getBulkReportCsv", CSV, "The Report sheet as CSV (UTF-8)")
 def report_csv(run_id: str):
     """The report as CSV (UTF-8)."""
     run = finished_run_or_409(run_id)
