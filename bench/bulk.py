@@ -128,11 +128,15 @@ def _build(item: tuple[StudySpec, Path]) -> Path:
 
 def build_archive(size_mb: int, target: Path) -> list[StudySpec]:
     """Write the archive of `size_mb` MB (reused when already there); return its studies."""
-    specs = plan(size_mb)
+    return build_specs(plan(size_mb), target)
+
+
+def build_specs(specs: list[StudySpec], target: Path) -> list[StudySpec]:
+    """Write an archive of the studies `specs` (reused when already there); return them."""
     manifest = target.with_suffix(".json")
     if target.exists() and manifest.exists():
         return [StudySpec(**item) for item in json.loads(manifest.read_text())]
-    staging = target.parent / f"staging_{size_mb}"
+    staging = target.parent / f"staging_{target.stem}"
     staging.mkdir(parents=True, exist_ok=True)
     with (
         multiprocessing.Pool(2) as pool,
@@ -329,6 +333,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8751, help="one port per size from here")
     parser.add_argument("--db-name", default="medscan_bench_io")
     parser.add_argument("--py-spy", action="store_true", help="sample one more run (py-spy)")
+    parser.add_argument("--floor", action="store_true", help="issue 16's ratios (bench/floor.py)")
+    parser.add_argument("--nested-studies", type=int, default=16, help="--floor: nested ZIPs")
+    parser.add_argument("--no-entries", action="store_true", help="--floor: skip 10k/100k entries")
     args = parser.parse_args()
 
     root: Path = args.data_dir
@@ -336,6 +343,13 @@ def main() -> None:
     common.same_disk(root, common.REPO)
     try:
         with common.database(args.db_name) as db_url:
+            if args.floor:
+                import floor
+
+                floor.run_floor(
+                    root, db_url, args.port, args.repeat, args.nested_studies, not args.no_entries
+                )
+                return
             results = [
                 bench_size(size, root, db_url, args.port + number, args.repeat, args.py_spy)
                 for number, size in enumerate(args.sizes)
@@ -345,7 +359,7 @@ def main() -> None:
               f"max/min {max(peaks) / min(peaks):.2f}")
     finally:
         for path in root.iterdir():
-            if not (args.keep_data and path.name.startswith("bulk_")):
+            if not (args.keep_data and (path.suffix in (".zip", ".json") or path.name == "slices")):
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
         if not args.keep_data:
             root.rmdir()

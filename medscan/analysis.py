@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from time import perf_counter
 
 from flask import Flask, current_app
 
 from medscan.analyzer import Analysis, Model, ReportRow, analyze_files, load_model
+from medscan.analyzer.model import model_factory
 from medscan.bulk.archive import (
     ArchiveError,
     NotEnoughDiskSpace,
@@ -18,16 +20,33 @@ from medscan.bulk.archive import (
 from medscan.models import ContentKind
 
 MODEL_EXTENSION = "medscan.model"
+_LOADING = threading.Lock()
 
 
 def register_model(app: Flask) -> None:
-    """Load ``MEDSCAN_MODEL`` once at start, so a bad model stops the start, not a request."""
-    app.extensions[MODEL_EXTENSION] = load_model(app.config["MEDSCAN_MODEL"] or None)
+    """Load ``MEDSCAN_MODEL`` once at start, so a bad model stops the start, not a request.
+
+    With a queue (``MEDSCAN_BROKER_URL``) the factory is only imported here: asynchronous runs
+    are analysed by the workers, and a process that never analyses (an API process taking only
+    asynchronous runs) never holds the model in memory; the first analysis loads it.
+    """
+    spec = app.config["MEDSCAN_MODEL"] or None
+    if app.config["MEDSCAN_BROKER_URL"]:
+        model_factory(spec)
+    else:
+        app.extensions[MODEL_EXTENSION] = load_model(spec)
 
 
 def current_model() -> Model:
-    """The model of the current app."""
-    return current_app.extensions[MODEL_EXTENSION]
+    """The model of the current app, loaded on first use when it was not at start."""
+    extensions = current_app.extensions
+    if MODEL_EXTENSION not in extensions:
+        with _LOADING:
+            if MODEL_EXTENSION not in extensions:
+                extensions[MODEL_EXTENSION] = load_model(
+                    current_app.config["MEDSCAN_MODEL"] or None
+                )
+    return extensions[MODEL_EXTENSION]
 
 
 def unpack_limits() -> UnpackLimits:

@@ -22,6 +22,7 @@ from medscan.extensions import db, migrate
 from medscan.health.routes import bp as health_bp
 from medscan.logs import register_logging
 from medscan.patients.routes import bp as patients_bp
+from medscan.queue import register_queue
 from medscan.reads import engine_options, reads_binds
 from medscan.scans.routes import bp as scans_bp
 from medscan.storage import ScanStorage, register_sweeper
@@ -49,6 +50,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_uploads(app)
     register_extensions(app)
     register_model(app)
+    register_queue(app)
     register_blueprints(app)
     register_apidocs(app)
     errors.register_errors(app)
@@ -80,6 +82,10 @@ def register_storage(app: Flask) -> None:
     """Create the storage and work folders; sweep what killed workers left in them, and from
     the first request on reconcile scan rows with stored files (medscan.storage)."""
     storage = ScanStorage(app.config["MEDSCAN_STORAGE_DIR"])
+    # Queued runs' archives: shared by the API and the workers (never swept by pid).
+    app.config["MEDSCAN_RUNS_DIR"] = app.config["MEDSCAN_RUNS_DIR"] or str(
+        Path(app.config["MEDSCAN_WORK_DIR"]) / "runs"
+    )
     for folder in (storage.incoming, Path(app.config["MEDSCAN_WORK_DIR"])):
         folder.mkdir(parents=True, exist_ok=True)
         sweep_stale_work_dirs(folder)

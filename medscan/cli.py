@@ -24,6 +24,7 @@ from medscan.bulk.report_files import csv_lines, write_xlsx
 from medscan.bulk.runs import about, build_run, error_lines, report_rows
 from medscan.bulk.studies import BulkResult, process_archive
 from medscan.models import BulkRun, utcnow
+from medscan.queue import worker_command
 from medscan.storage import ScanStorage, check_storage
 
 medscan_cli = AppGroup("medscan", help="medscan tools that need no server.")
@@ -212,6 +213,9 @@ def check_storage_command(repair: bool, grace: int | None) -> None:
         click.echo(f"DATA LOSS: {len(check.missing)} scans have no stored file", err=True)
     if not check.clean:
         sys.exit(1)
+
+
+medscan_cli.add_command(worker_command)
 
 
 def register_cli(app: Flask) -> None:

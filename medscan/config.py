@@ -75,6 +75,10 @@ SETTINGS: dict[str, tuple[Callable[[str, str], Any], str]] = {
     "MEDSCAN_DB_STATEMENT_TIMEOUT_S": (_count, "60"),
     "MEDSCAN_STORAGE_SWEEP_S": (_count, "3600"),
     "MEDSCAN_ORPHAN_GRACE_S": (_count, "600"),
+    "MEDSCAN_BROKER_URL": (_text, ""),
+    "MEDSCAN_RUNS_DIR": (_text, ""),
+    "MEDSCAN_RUN_HEARTBEAT_S": (_int, "30"),
+    "MEDSCAN_RUN_LOST_S": (_int, "300"),
 }
 
 
@@ -105,5 +109,10 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         Path(instance_path) / "scans"
     )
     config["MEDSCAN_WORK_DIR"] = config["MEDSCAN_WORK_DIR"] or str(Path(instance_path) / "work")
+    if config["MEDSCAN_RUN_LOST_S"] < 2 * config["MEDSCAN_RUN_HEARTBEAT_S"]:
+        raise ConfigError(
+            "MEDSCAN_RUN_LOST_S must be at least twice MEDSCAN_RUN_HEARTBEAT_S, got "
+            f"{config['MEDSCAN_RUN_LOST_S']} and {config['MEDSCAN_RUN_HEARTBEAT_S']}"
+        )
     config["SQLALCHEMY_DATABASE_URI"] = database_url(environ.get("DATABASE_URL", ""), instance_path)
     return config

@@ -217,21 +217,33 @@ class ScanFileDeletion(db.Model):
 
 
 class BulkRun(db.Model):
-    """One ZIP of studies processed synchronously, with the model that produced its report."""
+    """One ZIP of studies, from its upload to its report, with the model that produced it.
+
+    The row exists from the moment the upload is received: ``queued`` (waiting for a worker),
+    ``running`` (``progress_*`` and ``heartbeat_at`` kept current by whoever works on it), then
+    ``succeeded``, ``failed`` (with ``error``) or ``cancelled``. The counts are 0 and the model
+    null until then (the model is known when the run starts).
+    """
 
     __tablename__ = "bulk_runs"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid.uuid4)
     file_name: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    studies: Mapped[int] = mapped_column(Integer())
-    succeeded: Mapped[int] = mapped_column(Integer())
-    failed: Mapped[int] = mapped_column(Integer())
-    skipped: Mapped[int] = mapped_column(Integer())
-    model_name: Mapped[str] = mapped_column(String(200))
-    model_version: Mapped[str] = mapped_column(String(100))
-    threshold: Mapped[float] = mapped_column(Float())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16))
+    progress_done: Mapped[int] = mapped_column(Integer(), server_default="0", default=0)
+    progress_total: Mapped[int | None] = mapped_column(Integer())
+    error: Mapped[str | None] = mapped_column(Text())
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    studies: Mapped[int] = mapped_column(Integer(), default=0)
+    succeeded: Mapped[int] = mapped_column(Integer(), default=0)
+    failed: Mapped[int] = mapped_column(Integer(), default=0)
+    skipped: Mapped[int] = mapped_column(Integer(), default=0)
+    model_name: Mapped[str | None] = mapped_column(String(200))
+    model_version: Mapped[str | None] = mapped_column(String(100))
+    threshold: Mapped[float | None] = mapped_column(Float())
 
     items: Mapped[list[BulkRunItem]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, order_by="BulkRunItem.position"
@@ -240,12 +252,23 @@ class BulkRun(db.Model):
         cascade="all, delete-orphan", passive_deletes=True, order_by="BulkRunSkippedFile.position"
     )
 
-    __table_args__ = (Index("ix_bulk_runs_created_at_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_bulk_runs_created_at_id", "created_at", "id"),
+        Index("ix_bulk_runs_status", "status"),
+        Index("ix_bulk_runs_request_id_created_at_id", "request_id", "created_at", "id"),
+    )
 
     @property
-    def model(self) -> dict:
-        """``{name, version, threshold}`` of the model that made the report."""
+    def model(self) -> dict | None:
+        """``{name, version, threshold}`` of the model that made the report (None before)."""
+        if self.model_name is None:
+            return None
         return {"name": self.model_name, "version": self.model_version, "threshold": self.threshold}
+
+    @property
+    def progress(self) -> dict:
+        """``{done, total}``: studies analysed / found (total None until unpacked)."""
+        return {"done": self.progress_done, "total": self.progress_total}
 
     @property
     def rows(self) -> list[dict]:

@@ -27,24 +27,28 @@ from medscan.server import BodyTimeout
 
 
 class SpooledUpload:
-    """A named temp file that keeps the SHA-256 and the size of what is written to it."""
+    """A named temp file that keeps the size (and, when ``hashed``, the SHA-256) of what is
+    written to it."""
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], *, hashed: bool = True) -> None:
         # The pid in the name lets sweep_stale_work_dirs remove what a killed worker left.
         fd, name = tempfile.mkstemp(dir=directory, prefix=f"medscan-{os.getpid()}-upload-")
         self.path = Path(name)
         self.size = 0
         self._file = os.fdopen(fd, "w+b")
         self.persisted = False
-        self._sha256 = hashlib.sha256()
+        self._sha256 = hashlib.sha256() if hashed else None
 
     def write(self, data: bytes) -> int:
-        self._sha256.update(data)
+        if self._sha256 is not None:
+            self._sha256.update(data)
         self.size += len(data)
         return self._file.write(data)
 
     @property
     def sha256(self) -> str:
+        if self._sha256 is None:
+            raise AttributeError("this upload was not hashed")
         return self._sha256.hexdigest()
 
     def persist(self, target: Path) -> None:
@@ -136,6 +140,7 @@ class UploadRequest(Request):
 
     form_data_parser_class = LargeReadFormDataParser
     upload_dir: str | None = None
+    hash_uploads = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -148,7 +153,9 @@ class UploadRequest(Request):
         filename: str | None = None,
         content_length: int | None = None,
     ) -> SpooledUpload:
-        upload = SpooledUpload(self.upload_dir or current_app.config["MEDSCAN_WORK_DIR"])
+        upload = SpooledUpload(
+            self.upload_dir or current_app.config["MEDSCAN_WORK_DIR"], hashed=self.hash_uploads
+        )
         self.spooled_uploads.append(upload)
         return upload
 
@@ -168,9 +175,16 @@ def client_file_name(file: FileStorage) -> str:
     return "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()[:255]
 
 
-def receive_uploads_into(directory: str | os.PathLike[str], max_mb: int) -> None:
-    """Before the body is read: spool file parts into ``directory``; cap the body at ``max_mb``."""
+def receive_uploads_into(
+    directory: str | os.PathLike[str], max_mb: int, *, hashed: bool = True
+) -> None:
+    """Before the body is read: spool file parts into ``directory``; cap the body at ``max_mb``.
+
+    ``hashed=False`` spares the SHA-256 (a third of the receive time at ~300 MiB/s) where
+    nothing keeps it (bulk archives).
+    """
     request.upload_dir = str(directory)
+    request.hash_uploads = hashed
     request.max_content_length = max_mb * 2**20
 
 

@@ -122,15 +122,26 @@ def run_migrations_online():
             # building an index on a large table may take longer.
             connection.exec_driver_sql("SET statement_timeout = 0")
             connection.commit()  # the session setting stays; the migrations run in their own
-        with migrations_lock(connection):
-            context.configure(
-                connection=connection,
-                target_metadata=get_metadata(),
-                **conf_args
-            )
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch migrations rebuild a table by copy, drop and rename: with foreign keys on,
+            # dropping a parent (bulk_runs) would cascade to its children's rows.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with migrations_lock(connection):
+                context.configure(
+                    connection=connection,
+                    target_metadata=get_metadata(),
+                    **conf_args
+                )
 
-            with context.begin_transaction():
-                context.run_migrations()
+                with context.begin_transaction():
+                    context.run_migrations()
+        finally:
+            if sqlite:  # the pooled connection goes back to the app as it came
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 if context.is_offline_mode():

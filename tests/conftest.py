@@ -24,8 +24,9 @@ from tests.tools import need
 TEST_DATABASE_URL = os.environ.get("MEDSCAN_TEST_DATABASE_URL", "")
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 # Test-run switches, not service settings: MEDSCAN_REQUIRE_TOOLS=1 (CI) turns a missing external
-# tool (dcmtk, 7z, mount...) from a skip into a failure.
-KEPT_VARIABLES = frozenset({"MEDSCAN_REQUIRE_TOOLS"})
+# tool (dcmtk, 7z, mount...) from a skip into a failure; MEDSCAN_TEST_BROKER_URL is the Redis
+# database of the queue tests (tests/queue).
+KEPT_VARIABLES = frozenset({"MEDSCAN_REQUIRE_TOOLS", "MEDSCAN_TEST_BROKER_URL"})
 
 
 @pytest.fixture(scope="session", autouse=True)

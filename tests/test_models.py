@@ -31,6 +31,7 @@ def test_text_from_files_is_stored_even_with_nul_characters(app):
             file_name="b.zip",
             created_at=now,
             finished_at=now,
+            status="succeeded",
             studies=1,
             succeeded=0,
             failed=1,

@@ -9,14 +9,17 @@ from __future__ import annotations
 import math
 import os
 import struct
+import sys
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from time import perf_counter
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from pydicom import dcmread
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_partial
@@ -54,6 +57,7 @@ MAX_FRAMES = 100_000
 #: The pixel problem of an instance that is not an image (no pixel data element at all).
 NO_PIXEL_DATA = "no pixel data"
 
+_T = TypeVar("_T")
 Position = tuple[float, float, float]
 Orientation = tuple[float, float, float, float, float, float]
 
@@ -67,7 +71,7 @@ class DicomReadError(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Frame:
     """One image of an instance: its index in the pixel data, geometry and rescale.
 
@@ -85,7 +89,7 @@ class Frame:
     intercept: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Instance:
     """The header of one DICOM file; `pixel_problem` is None when its pixel data is complete.
 
@@ -126,7 +130,7 @@ class Instance:
         return self.pixel_problem != NO_PIXEL_DATA
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileProblem:
     """A file that could not be read, and why; `name` as in `Instance`."""
 
@@ -205,17 +209,21 @@ class _HeaderTooLarge(Exception):
     """Raised by `_PrefixReader` past its limit."""
 
 
-def _read_header(stream: BinaryIO, name: str | os.PathLike[str]) -> _Header:
+def _read_header(
+    stream: BinaryIO, name: str | os.PathLike[str], *, seekable: bool = False
+) -> _Header:
     """Read a dataset up to its pixel data, checking it is DICOM (see `is_dicom`).
 
-    ``force`` is only passed to pydicom once the group 0008 bytes were seen.
+    ``force`` is only passed to pydicom once the group 0008 bytes were seen. A `seekable`
+    stream (a file no larger than `MAX_HEADER_BYTES`, which bounds its header) is read as it
+    is; any other goes through a `_PrefixReader`.
 
     Raises
     ------
     DicomReadError
         Not DICOM, or the header is cut short or corrupt.
     """
-    reader = _PrefixReader(stream)
+    reader = stream if seekable else _PrefixReader(stream)
     pixel: list[_PixelElement] = []
 
     def at_pixel_data(tag: BaseTag, vr: str | None, length: int) -> bool:
@@ -330,7 +338,8 @@ def read_instance(path: str | os.PathLike[str], name: str | None = None) -> Inst
     """
     with _open(path) as stream:
         size = os.fstat(stream.fileno()).st_size
-        return _read(stream, Path(path), name or os.fspath(path), size)
+        path = path if isinstance(path, Path) else Path(path)  # shared, not copied
+        return _read(stream, path, name or os.fspath(path), size)
 
 
 def read_stream_instance(
@@ -357,7 +366,7 @@ def read_stream_instance(
 def _read(stream: BinaryIO, path: Path, name: str, size: int | None) -> Instance:
     """Read a header and check its pixel data against `size` bytes of file (None: unknown)."""
     started = perf_counter()
-    header = _read_header(stream, name)
+    header = _read_header(stream, name, seekable=size is not None and size <= MAX_HEADER_BYTES)
     try:
         instance = _instance(path, name, header)
         if not instance.frames:
@@ -372,26 +381,35 @@ def _read(stream: BinaryIO, path: Path, name: str, size: int | None) -> Instance
 
 
 def _instance(path: Path, name: str, header: _Header) -> Instance:
-    """Collect the attributes of a header into an Instance (pixels not checked yet)."""
+    """Collect the attributes of a header into an Instance (pixels not checked yet).
+
+    Values that many instances share (UIDs of the study and series, image type, orientation...)
+    are kept once, so that 100,000 headers in memory cost what their own values need.
+    """
     ds = header.dataset
     meta = ds.file_meta
     number_of_frames = _int_or_none(ds, "NumberOfFrames") or 1
     frames = _frames(ds, number_of_frames) if 1 <= number_of_frames <= MAX_FRAMES else ()
     first = frames[0] if frames else None
+    image_type = tuple(str(value).strip().upper() for value in _values(ds, "ImageType"))
     return Instance(
         path=path,
         name=name,
-        study_uid=str(ds.get("StudyInstanceUID") or ""),
-        series_uid=str(ds.get("SeriesInstanceUID") or ""),
-        sop_instance_uid=str(ds.get("SOPInstanceUID") or meta.get("MediaStorageSOPInstanceUID")),
-        sop_class_uid=str(ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")),
+        study_uid=sys.intern(str(_get(ds, "StudyInstanceUID") or "")),
+        series_uid=sys.intern(str(_get(ds, "SeriesInstanceUID") or "")),
+        sop_instance_uid=str(
+            _get(ds, "SOPInstanceUID") or meta.get("MediaStorageSOPInstanceUID")
+        ),
+        sop_class_uid=sys.intern(
+            str(_get(ds, "SOPClassUID") or meta.get("MediaStorageSOPClassUID"))
+        ),
         series_number=_int_or_none(ds, "SeriesNumber"),
         instance_number=_int_or_none(ds, "InstanceNumber"),
         image_position=first.position if first else None,
         image_orientation=first.orientation if first else None,
-        image_type=tuple(str(value).strip().upper() for value in _values(ds, "ImageType")),
-        modality=str(ds.get("Modality") or ""),
-        transfer_syntax_uid=str(header.transfer_syntax_uid),
+        image_type=_shared(image_type),
+        modality=sys.intern(str(_get(ds, "Modality") or "")),
+        transfer_syntax_uid=sys.intern(str(header.transfer_syntax_uid)),
         rows=_int_or_none(ds, "Rows"),
         columns=_int_or_none(ds, "Columns"),
         samples_per_pixel=_int_or_none(ds, "SamplesPerPixel") or 1,
@@ -405,6 +423,8 @@ def _instance(path: Path, name: str, header: _Header) -> Instance:
 
 def _frames(ds: Dataset, count: int) -> tuple[Frame, ...]:
     """The geometry and rescale of each frame, functional groups first (see `Frame`)."""
+    if count == 1 and _FUNCTIONAL_GROUPS.isdisjoint(ds.keys()):
+        return (_frame(0, *(_get(ds, keyword) for keyword in _FRAME_KEYWORDS)),)
     shared = _first_item(ds, "SharedFunctionalGroupsSequence")
     per_frame = list(ds.get("PerFrameFunctionalGroupsSequence") or ())
     frames = []
@@ -418,23 +438,120 @@ def _frames(ds: Dataset, count: int) -> tuple[Frame, ...]:
                     return item.get(keyword)
             return None if count > 1 and keyword == "ImagePositionPatient" else ds.get(keyword)
 
-        slope = _float_or_none(attribute("PixelValueTransformationSequence", "RescaleSlope"))
-        intercept = _float_or_none(
-            attribute("PixelValueTransformationSequence", "RescaleIntercept")
-        )
         frames.append(
-            Frame(
-                index=index,
-                position=_floats(attribute("PlanePositionSequence", "ImagePositionPatient"), 3),  # type: ignore[arg-type]
-                orientation=_floats(  # type: ignore[arg-type]
-                    attribute("PlaneOrientationSequence", "ImageOrientationPatient"), 6
-                ),
-                pixel_spacing=_floats(attribute("PixelMeasuresSequence", "PixelSpacing"), 2),  # type: ignore[arg-type]
-                slope=1.0 if slope is None else slope,
-                intercept=intercept or 0.0,
+            _frame(
+                index,
+                attribute("PlanePositionSequence", "ImagePositionPatient"),
+                attribute("PlaneOrientationSequence", "ImageOrientationPatient"),
+                attribute("PixelMeasuresSequence", "PixelSpacing"),
+                attribute("PixelValueTransformationSequence", "RescaleSlope"),
+                attribute("PixelValueTransformationSequence", "RescaleIntercept"),
             )
         )
     return tuple(frames)
+
+
+_FUNCTIONAL_GROUPS = frozenset({0x52009229, 0x52009230})  # Shared, Per-frame
+_FRAME_KEYWORDS = (
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "RescaleSlope",
+    "RescaleIntercept",
+)
+
+
+def _frame(
+    index: int,
+    position: object,
+    orientation: object,
+    spacing: object,
+    slope: object,
+    intercept: object,
+) -> Frame:
+    """A Frame from the attribute values (as pydicom gives them) that describe it."""
+    slope_value = _float_or_none(slope)
+    return Frame(
+        index=index,
+        position=_floats(position, 3),  # type: ignore[arg-type]
+        orientation=_shared(_floats(orientation, 6)),  # type: ignore[arg-type]
+        pixel_spacing=_shared(_floats(spacing, 2)),  # type: ignore[arg-type]
+        slope=1.0 if slope_value is None else slope_value,
+        intercept=_float_or_none(intercept) or 0.0,
+    )
+
+
+@lru_cache(maxsize=1024)
+def _shared(value: _T) -> _T:
+    """The first value seen equal to `value` (bounded): equal tuples are kept once."""
+    return value
+
+
+#: Returned by `_plain_value` for a value it leaves to pydicom.
+_ASK_PYDICOM = object()
+_TAGS = {
+    keyword: tag_for_keyword(keyword)
+    for keyword in (
+        *_FRAME_KEYWORDS,
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "SOPInstanceUID",
+        "SOPClassUID",
+        "SeriesNumber",
+        "InstanceNumber",
+        "NumberOfFrames",
+        "ImageType",
+        "Modality",
+        "Rows",
+        "Columns",
+        "SamplesPerPixel",
+        "BitsAllocated",
+    )
+}
+
+
+def _get(ds: Dataset, keyword: str) -> object:
+    """``ds.get(keyword)`` for the attributes of `_TAGS`, plain values decoded from their bytes.
+
+    pydicom converts a value through its generic machinery (tens of µs each, most of a header's
+    cost); the plain UI, IS, DS, CS and US values headers are made of are decoded here instead.
+    Anything unusual (another VR, implicit VR, odd text, several values where one is expected)
+    goes to pydicom, so the result is pydicom's either way.
+    """
+    element = ds.get_item(_TAGS[keyword])
+    if isinstance(element, RawDataElement) and element.value:
+        value = _plain_value(element)
+        if value is not _ASK_PYDICOM:
+            return value
+    return ds.get(keyword)
+
+
+def _plain_value(element: RawDataElement) -> object:
+    """The value of a raw element as pydicom converts it, or `_ASK_PYDICOM`."""
+    raw = element.value
+    vr = element.VR
+    if vr == "US":
+        if len(raw) != 2:
+            return _ASK_PYDICOM
+        return int.from_bytes(raw, "little" if element.is_little_endian else "big")
+    if vr not in ("UI", "IS", "DS", "CS"):
+        return _ASK_PYDICOM
+    try:
+        text = raw.decode("ascii").rstrip(" \0")
+    except UnicodeDecodeError:
+        return _ASK_PYDICOM
+    parts = text.split("\\")
+    if not text or any(not part or part != part.strip() for part in parts):
+        return _ASK_PYDICOM
+    if vr in ("UI", "CS"):
+        if vr == "UI" and len(parts) > 1:
+            return _ASK_PYDICOM
+        return parts[0] if len(parts) == 1 else parts
+    try:
+        values = [int(part) if vr == "IS" else float(part) for part in parts]
+    except ValueError:
+        return _ASK_PYDICOM
+    return values[0] if len(values) == 1 else values
 
 
 def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
@@ -445,7 +562,7 @@ def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
 
 def _values(ds: Dataset, keyword: str) -> list[object]:
     """A possibly multi-valued attribute as a list ([] when absent or empty)."""
-    value = ds.get(keyword)
+    value = _get(ds, keyword)
     if value is None or value == "":
         return []
     return [value] if isinstance(value, str) else list(value)
@@ -454,7 +571,7 @@ def _values(ds: Dataset, keyword: str) -> list[object]:
 def _int_or_none(ds: Dataset, keyword: str) -> int | None:
     """Return an integer attribute, None when absent, empty or not a number."""
     try:
-        return int(ds.get(keyword))
+        return int(_get(ds, keyword))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
 

@@ -6,7 +6,7 @@ import functools
 import hashlib
 import importlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from numbers import Real
 from typing import Any, Protocol
@@ -75,6 +75,25 @@ class ModelLoadError(RuntimeError):
     """A model spec that cannot be imported, called, or does not give a Model."""
 
 
+def model_factory(spec: str | None) -> Callable[[], Model]:
+    """Import the factory named by `spec` without calling it (None or "" gives `StubModel`).
+
+    Raises
+    ------
+    ModelLoadError
+        The spec is malformed, or the import fails.
+    """
+    if not spec:
+        return StubModel
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ModelLoadError(f"model spec {spec!r} must look like 'package.module:Factory'")
+    try:
+        return functools.reduce(getattr, attribute.split("."), importlib.import_module(module_name))
+    except (ImportError, AttributeError) as exc:
+        raise ModelLoadError(f"cannot load model {spec!r}: {type(exc).__name__}: {exc}") from exc
+
+
 @functools.cache
 def load_model(spec: str | None) -> Model:
     """Return the model named by `spec`, once per process.
@@ -88,17 +107,7 @@ def load_model(spec: str | None) -> Model:
         The spec is malformed, the import or the call fails, or the object made lacks
         `name`, `version` or a callable `predict`.
     """
-    if not spec:
-        return StubModel()
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ModelLoadError(f"model spec {spec!r} must look like 'package.module:Factory'")
-    try:
-        factory = functools.reduce(
-            getattr, attribute.split("."), importlib.import_module(module_name)
-        )
-    except (ImportError, AttributeError) as exc:
-        raise ModelLoadError(f"cannot load model {spec!r}: {type(exc).__name__}: {exc}") from exc
+    factory = model_factory(spec)
     try:
         model = factory()
     except Exception as exc:

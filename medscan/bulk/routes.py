@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+import errno
+import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from flask import abort, current_app, request, send_file
+from flask import abort, current_app, g, request, send_file
 from flask.views import MethodView
-from sqlalchemy import select
+from flask_smorest import abort as abort_with_headers
+from sqlalchemy import bindparam, select
+from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from medscan.analysis import current_model, unpack_limits
 from medscan.analyzer.report import ReportRow
-from medscan.api import Blueprint, api, content_disposition, download_type, get_or_404
-from medscan.bulk.archive import sweep_stale_work_dirs, work_dir
+from medscan.api import (
+    LOCATION,
+    Blueprint,
+    api,
+    content_disposition,
+    download_type,
+    get_or_404,
+    location_of,
+)
+from medscan.bulk.archive import ArchiveError, check_zip, sweep_stale_work_dirs, work_dir
 from medscan.bulk.report_files import ErrorLine, csv_lines, write_xlsx
-from medscan.bulk.runs import about, build_run, error_lines, report_rows
+from medscan.bulk.runs import about, error_lines, report_rows
 from medscan.bulk.schemas import (
     BulkRunDetailSchema,
     BulkRunPageSchema,
@@ -26,11 +39,29 @@ from medscan.bulk.schemas import (
     BulkUploadSchema,
 )
 from medscan.bulk.studies import BulkResult, process_archive
+from medscan.bulk.tracking import (
+    ACTIVE,
+    ARCHIVE,
+    INTERNAL_ERROR,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    RunStopped,
+    Tracker,
+    cancel,
+    fail,
+    finish,
+    new_run,
+    reap_when_due,
+    remove_folder,
+    run_folder,
+)
 from medscan.extensions import db
-from medscan.models import BulkRun, BulkRunItem, BulkRunSkippedFile, utcnow
+from medscan.models import BulkRun, BulkRunItem, BulkRunSkippedFile
 from medscan.paging import PageQuery
+from medscan.queue import QueueUnavailable, enqueue, queue_configured
 from medscan.schemas import IdSchema
-from medscan.uploads import client_file_name, receive_uploads_into
+from medscan.uploads import SpooledUpload, client_file_name, receive_uploads_into
 
 bp = Blueprint("bulk", __name__, url_prefix="/api/bulk-runs", description="Bulk runs")
 
@@ -38,7 +69,15 @@ NOT_FOUND = "Run not found"
 ONLY_ZIP = "Only .zip is accepted"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV = "text/csv"
-ALL_RUNS = PageQuery(list(BulkRun.__table__.c))
+SUMMARY_COLUMNS = list(BulkRun.__table__.c)
+ALL_RUNS = PageQuery(SUMMARY_COLUMNS)
+RUNS_OF_REQUEST = PageQuery(SUMMARY_COLUMNS, [BulkRun.request_id == bindparam("request_id")])
+NOT_FINISHED = "Run not finished"
+QUEUE_UNAVAILABLE = "Queue unavailable"
+# Seconds a client is asked to wait: before polling an unfinished run's report again, and after
+# the broker refused a run.
+POLL_AFTER_S = 5
+QUEUE_RETRY_AFTER_S = 10
 
 
 @bp.before_request
@@ -46,8 +85,16 @@ def stream_archive_uploads() -> None:
     """Archives spool into the work folder and stop at ``MEDSCAN_MAX_BULK_MB``."""
     if request.endpoint == "bulk.BulkRunCollection" and request.method == "POST":
         receive_uploads_into(
-            current_app.config["MEDSCAN_WORK_DIR"], current_app.config["MEDSCAN_MAX_BULK_MB"]
+            current_app.config["MEDSCAN_WORK_DIR"],
+            current_app.config["MEDSCAN_MAX_BULK_MB"],
+            hashed=False,
         )
+
+
+@bp.before_request
+def reap_lost_runs() -> None:
+    """Runs whose worker died are failed within MEDSCAN_RUN_LOST_S, workers or not."""
+    reap_when_due(current_app._get_current_object())
 
 
 @bp.errorhandler(RequestEntityTooLarge)
@@ -57,7 +104,7 @@ def archive_too_large(error: RequestEntityTooLarge):
     return api.handle_http_exception(RequestEntityTooLarge(f"ZIP too large. Max {limit} MB"))
 
 
-def run_archive(archive: Path, file_name: str) -> BulkResult:
+def run_archive(archive: Path, file_name: str, progress: Callable[[int, int], None]) -> BulkResult:
     """Unpack and analyse ``archive`` in a work folder that is removed whatever happens."""
     work_base = Path(current_app.config["MEDSCAN_WORK_DIR"])
     sweep_stale_work_dirs(work_base)
@@ -67,6 +114,7 @@ def run_archive(archive: Path, file_name: str) -> BulkResult:
         elapsed = time.perf_counter() - started
         # File names can carry patient names: lines are tied to the run by the request id.
         current_app.logger.info("bulk run: study %d/%d, %.1f s", done, total, elapsed)
+        progress(done, total)
 
     with work_dir(work_base) as folder:
         return process_archive(
@@ -80,6 +128,69 @@ def run_archive(archive: Path, file_name: str) -> BulkResult:
         )
 
 
+def prefers_async() -> bool:
+    """Whether the request says ``Prefer: respond-async`` (RFC 7240)."""
+    preferences = ",".join(request.headers.getlist("Prefer")).split(",")
+    return any(
+        p.split(";")[0].split("=")[0].strip().lower() == "respond-async" for p in preferences
+    )
+
+
+def run_synchronously(archive: Path, file_name: str) -> BulkRun:
+    """Work on the archive in this request, the run visible as ``running`` meanwhile."""
+    run = new_run(file_name, RUNNING, g.request_id, current_model())
+    try:
+        with Tracker(current_app._get_current_object(), run.id) as tracker:
+            result = run_archive(archive, file_name, tracker.progress)
+            finished = finish(run.id, result)
+    except RunStopped:
+        finished = False
+    except ArchiveError as exc:  # unpack limits, disk space: answered as before, run failed
+        fail(run.id, exc.message)
+        raise
+    except BaseException:
+        fail(run.id, INTERNAL_ERROR)
+        raise
+    current_app.logger.info("bulk run %s: %s", run.id, "done" if finished else "cancelled")
+    return run
+
+
+def keep_upload(spooled: SpooledUpload, target: Path) -> None:
+    """Move the spooled archive to ``target`` (copied when that is another file system)."""
+    try:
+        spooled.persist(target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        shutil.copyfile(spooled.path, target)  # the spooled file goes with the request
+
+
+def queue_run(upload: FileStorage, file_name: str) -> BulkRun:
+    """Keep the archive in the run's folder and queue the run; 503 if the broker is down.
+
+    A refused run leaves nothing behind: neither its row nor its archive.
+    """
+    run_id = uuid.uuid4()
+    folder = run_folder(run_id)
+    try:
+        folder.mkdir(parents=True)
+        keep_upload(upload.stream, folder / ARCHIVE)
+        run = new_run(file_name, QUEUED, g.request_id, run_id=run_id)
+        try:
+            enqueue(run.id)
+        except QueueUnavailable as exc:
+            current_app.logger.error("bulk run %s not queued: %s", run.id, exc)
+            db.session.delete(run)
+            db.session.commit()
+            abort_with_headers(
+                503, message=QUEUE_UNAVAILABLE, headers={"Retry-After": str(QUEUE_RETRY_AFTER_S)}
+            )
+    except BaseException:
+        remove_folder(run_id)
+        raise
+    return run
+
+
 @bp.route("")
 class BulkRunCollection(MethodView):
     """Bulk runs."""
@@ -88,14 +199,25 @@ class BulkRunCollection(MethodView):
     @bp.arguments(BulkRunQuerySchema(), location="query")
     @bp.response(200, BulkRunPageSchema)
     def get(self, args: dict):
-        """List runs (without their rows), newest first."""
-        page = ALL_RUNS.fetch(args["limit"], args["offset"])
+        """List runs (without their rows), newest first; ``request_id`` finds a client's run."""
+        if args.get("request_id") is not None:
+            page = RUNS_OF_REQUEST.fetch(
+                args["limit"], args["offset"], request_id=args["request_id"]
+            )
+        else:
+            page = ALL_RUNS.fetch(args["limit"], args["offset"])
         # Unsaved model objects dump ``model`` ({name, version, threshold}) as a run does.
         return {**page, "items": [BulkRun(**run) for run in page["items"]]}
 
     @bp.doc(operationId="createBulkRun")
     @bp.arguments(BulkUploadSchema(), location="multipart")
     @bp.response(201, IdSchema)
+    @bp.alt_response(
+        202,
+        schema=IdSchema,
+        headers={**LOCATION, "Preference-Applied": {"schema": {"type": "string"}}},
+        description="Prefer: respond-async with a queue configured: the run is queued",
+    )
     @bp.alt_response(
         413,
         message="ZIP too large. Max 4096 MB",
@@ -104,42 +226,59 @@ class BulkRunCollection(MethodView):
     @bp.alt_response(
         503,
         message="Not enough disk space",
-        description="Not enough disk space to unpack (see Retry-After)",
+        description="Not enough disk space to unpack, or Queue unavailable (see Retry-After)",
     )
     def post(self, files: dict):
-        """Upload a ZIP of studies; answers when every study has been analysed."""
+        """Upload a ZIP of studies; answers when every study has been analysed (201), or at
+        once with ``Prefer: respond-async`` when a queue is configured (202)."""
         upload = files["file"]
         file_name = client_file_name(upload)
         if not file_name.lower().endswith(".zip"):
             abort(400, ONLY_ZIP)
-        created_at = utcnow()
-        result = run_archive(upload.stream.path, file_name)
-        run = build_run(
-            result,
-            file_name=file_name,
-            created_at=created_at,
-            model=current_model(),
-            threshold=current_app.config["MEDSCAN_THRESHOLD"],
-        )
-        db.session.add(run)
-        db.session.commit()
-        current_app.logger.info(
-            "bulk run %s: %d studies (%d failed), %d skipped files",
-            run.id,
-            run.studies,
-            run.failed,
-            run.skipped,
-        )
+        check_zip(upload.stream.path, unpack_limits())
+        if prefers_async() and queue_configured():
+            run = queue_run(upload, file_name)
+            headers = location_of("bulk.BulkRunItemView", run_id=run.id)
+            return {"id": run.id}, 202, {**headers, "Preference-Applied": "respond-async"}
+        run = run_synchronously(upload.stream.path, file_name)
         return {"id": run.id}
 
 
-@bp.get("/<id:run_id>")
-@bp.doc(operationId="getBulkRun")
-@bp.response(200, BulkRunDetailSchema)
-@bp.alt_response(404, message=NOT_FOUND)
-def get_run(run_id: str):
-    """A run with every report row and its error."""
-    return get_or_404(BulkRun, run_id, NOT_FOUND)
+@bp.route("/<id:run_id>")
+class BulkRunItemView(MethodView):
+    """One run."""
+
+    @bp.doc(operationId="getBulkRun")
+    @bp.response(200, BulkRunDetailSchema)
+    @bp.alt_response(404, message=NOT_FOUND)
+    def get(self, run_id: str):
+        """A run with its status, progress, every report row with its error, and skipped files."""
+        return get_or_404(BulkRun, run_id, NOT_FOUND)
+
+    @bp.doc(operationId="deleteBulkRun")
+    @bp.response(204)
+    @bp.alt_response(404, message=NOT_FOUND)
+    def delete(self, run_id: str):
+        """Delete a finished run with its rows; cancel a queued or running one.
+
+        A cancelled run stops at its next study, its files are removed and it stays listed as
+        ``cancelled``.
+        """
+        run = get_or_404(BulkRun, run_id, NOT_FOUND)
+        # A run that ends between the read and the cancel is deleted like any finished run.
+        if run.status not in ACTIVE or not cancel(run.id):
+            db.session.delete(run)
+            db.session.commit()
+            remove_folder(run.id)
+
+
+def finished_run_or_409(run_id: str) -> BulkRun:
+    """The run, if it has succeeded; else 409 (with Retry-After while it may still)."""
+    run = get_or_404(BulkRun, run_id, NOT_FOUND)
+    if run.status != SUCCEEDED:
+        headers = {"Retry-After": str(POLL_AFTER_S)} if run.status in ACTIVE else {}
+        abort_with_headers(409, message=NOT_FINISHED, headers=headers)
+    return run
 
 
 def stream(query) -> Iterator:
@@ -187,9 +326,14 @@ def report_file(name: str, mimetype: str, write: Callable[[BinaryIO], None]):
 @bp.doc(operationId="getBulkReportXlsx")
 @bp.file_response(XLSX, "The report workbook: sheets Report, Errors and About")
 @bp.alt_response(404, message=NOT_FOUND)
+@bp.alt_response(
+    409,
+    message=NOT_FINISHED,
+    description="The run has not succeeded (Retry-After while it may still)",
+)
 def report_xlsx(run_id: str):
     """The report as XLSX: sheets Report, Errors and About."""
-    run = get_or_404(BulkRun, run_id, NOT_FOUND)
+    run = finished_run_or_409(run_id)
     return report_file(
         f"bulk_report_{run.id}.xlsx",
         XLSX,
@@ -201,9 +345,14 @@ def report_xlsx(run_id: str):
 @bp.doc(operationId="getBulkReportCsv")
 @bp.file_response(CSV, "The Report sheet as CSV (UTF-8)")
 @bp.alt_response(404, message=NOT_FOUND)
+@bp.alt_response(
+    409,
+    message=NOT_FINISHED,
+    description="The run has not succeeded (Retry-After while it may still)",
+)
 def report_csv(run_id: str):
     """The report as CSV (UTF-8)."""
-    run = get_or_404(BulkRun, run_id, NOT_FOUND)
+    run = finished_run_or_409(run_id)
     return report_file(
         f"bulk_report_{run.id}.csv",
         CSV,  # werkzeug adds "; charset=utf-8"

@@ -1,4 +1,4 @@
-"""A processed archive as a ``BulkRun`` (stored by the route, kept in memory by the CLI)."""
+"""A processed archive as rows: counts and child rows (stored by a run), or a ``BulkRun`` (CLI)."""
 
 from __future__ import annotations
 
@@ -13,31 +13,48 @@ from medscan.bulk.studies import BulkResult
 from medscan.models import BulkRun, BulkRunItem, BulkRunSkippedFile, utcnow
 
 
+def result_counts(result: BulkResult) -> dict[str, int]:
+    """A result's ``studies``, ``succeeded``, ``failed`` and ``skipped`` counts."""
+    statuses = [row.report.processing_status for row in result.rows]
+    return {
+        "studies": len(result.rows),
+        "succeeded": statuses.count(SUCCESS),
+        "failed": statuses.count(FAILURE),
+        "skipped": len(result.skipped),
+    }
+
+
+def child_rows(run_id: uuid.UUID, result: BulkResult) -> tuple[list[dict], list[dict]]:
+    """The result's ``bulk_run_items`` and ``bulk_run_skipped_files`` rows, in order."""
+    items = [
+        {"run_id": run_id, "position": n, "report": row.report.as_dict(), "error": row.error}
+        for n, row in enumerate(result.rows)
+    ]
+    skipped = [
+        {"run_id": run_id, "position": n, "path": skip.path, "reason": skip.reason}
+        for n, skip in enumerate(result.skipped)
+    ]
+    return items, skipped
+
+
 def build_run(
     result: BulkResult, *, file_name: str, created_at: datetime, model: Model, threshold: float
 ) -> BulkRun:
-    """A new run holding the result's rows and skipped files, finished now."""
-    statuses = [row.report.processing_status for row in result.rows]
+    """A new run holding the result's rows and skipped files, finished now (kept in memory)."""
+    run_id = uuid.uuid4()
+    items, skipped = child_rows(run_id, result)
     return BulkRun(
-        id=uuid.uuid4(),
+        id=run_id,
         file_name=file_name,
         created_at=created_at,
         finished_at=utcnow(),
-        studies=len(result.rows),
-        succeeded=statuses.count(SUCCESS),
-        failed=statuses.count(FAILURE),
-        skipped=len(result.skipped),
+        status="succeeded",
         model_name=model.name,
         model_version=model.version,
         threshold=threshold,
-        items=[
-            BulkRunItem(position=n, report=row.report.as_dict(), error=row.error)
-            for n, row in enumerate(result.rows)
-        ],
-        skipped_files=[
-            BulkRunSkippedFile(position=n, path=skip.path, reason=skip.reason)
-            for n, skip in enumerate(result.skipped)
-        ],
+        items=[BulkRunItem(**item) for item in items],
+        skipped_files=[BulkRunSkippedFile(**skip) for skip in skipped],
+        **result_counts(result),
     )
 
 

@@ -63,7 +63,13 @@ def test_batch_gives_one_row_per_study_and_stores_the_run(client, app, batch):
     run_id = response.get_json()["id"]
     run = client.get(f"{URL}/{run_id}").get_json()
     assert run["file_name"] == "Партия 1.zip"
-    assert (run["studies"], run["succeeded"], run["failed"], run["skipped"]) == (6, 4, 2, 1)
+    assert (run["studies"], run["succeeded"], run["failed"], run["skipped_count"]) == (6, 4, 2, 1)
+    assert run["skipped"] == [{"path": "notes.txt", "reason": "not DICOM"}]
+    assert (run["status"], run["progress"], run["error"]) == (
+        "succeeded",
+        {"done": 6, "total": 6},
+        None,
+    )
     assert run["model"] == {"name": "stub", "version": "1", "threshold": 0.5}
     assert run["created_at"] <= run["finished_at"]
     rows = [
@@ -191,8 +197,10 @@ def test_ratio_bomb_is_413_and_leaves_nothing(client, app, tmp_path):
     response = post_archive(client, bomb)
     assert_json_error(response, 413, "ZIP entry compression ratio over 200:1")
     assert work_entries(app) == []
-    with app.app_context():
-        assert db.session.query(BulkRun).count() == 0
+    with app.app_context():  # the run was visible while it worked: it ends failed, no rows
+        run = db.session.query(BulkRun).one()
+        assert (run.status, run.error) == ("failed", "ZIP entry compression ratio over 200:1")
+        assert run.items == [] and run.finished_at is not None
 
 
 def test_entries_escaping_the_work_folder_are_never_written(client, app, tmp_path):
@@ -209,7 +217,8 @@ def test_symlink_entry_is_skipped_not_followed(client, app, tmp_path):
     run_id = post_archive(client, archive.read_bytes()).get_json()["id"]
     run = client.get(f"{URL}/{run_id}").get_json()
     assert [i["path_to_study"] for i in run["items"]] == ["a.dcm"]
-    assert run["skipped"] == 1
+    assert run["skipped_count"] == 1
+    assert [s["path"] for s in run["skipped"]] == ["link.dcm"]
 
 
 class TestSmallLimits:
