@@ -21,7 +21,7 @@ from flask.cli import AppGroup, ScriptInfo
 from medscan.analysis import current_model, unpack_limits
 from medscan.bulk.archive import ArchiveError, Skipped, work_dir
 from medscan.bulk.report_files import csv_lines, write_xlsx
-from medscan.bulk.runs import about, build_run, error_lines, report_rows
+from medscan.bulk.runs import about_sheet, build_run, error_lines, report_rows
 from medscan.bulk.studies import BulkResult, process_archive
 from medscan.models import BulkRun, utcnow
 from medscan.queue import worker_command
@@ -43,7 +43,7 @@ def write_report(output: Path, run: BulkRun) -> None:
             else:
                 failures = ((i.report, i.error) for i in run.items if i.error is not None)
                 skipped = ((s.path, s.reason) for s in run.skipped_files)
-                write_xlsx(handle, rows, error_lines(failures, skipped), about(run))
+                write_xlsx(handle, rows, error_lines(failures, skipped), about_sheet(run))
         os.replace(temp_name, output)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)

@@ -66,7 +66,12 @@ def flask_db_upgrade(url: str, folder: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", str(REPO / "wsgi.py"), "db", "upgrade"],
         cwd=folder,
-        env={**env, "DATABASE_URL": url},
+        env={
+            **env,
+            "DATABASE_URL": url,
+            "MEDSCAN_STORAGE_DIR": str(folder / "scans"),
+            "MEDSCAN_WORK_DIR": str(folder / "work"),
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

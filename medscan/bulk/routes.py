@@ -31,7 +31,7 @@ from medscan.api import (
 )
 from medscan.bulk.archive import ArchiveError, check_zip, sweep_stale_work_dirs, work_dir
 from medscan.bulk.report_files import ErrorLine, csv_lines, write_xlsx
-from medscan.bulk.runs import about, error_lines, report_rows
+from medscan.bulk.runs import about_sheet, error_lines, report_rows
 from medscan.bulk.schemas import (
     BulkRunDetailSchema,
     BulkRunPageSchema,
@@ -352,7 +352,9 @@ def report_xlsx(run_id: str):
     return report_file(
         f"bulk_report_{run.id}.xlsx",
         XLSX,
-        lambda handle: write_xlsx(handle, stored_rows(run), stored_error_lines(run), about(run)),
+        lambda handle: write_xlsx(
+            handle, stored_rows(run), stored_error_lines(run), about_sheet(run)
+        ),
     )
 
 

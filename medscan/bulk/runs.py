@@ -58,7 +58,7 @@ def build_run(
     )
 
 
-def about(run: BulkRun) -> dict:
+def about_sheet(run: BulkRun) -> dict:
     """The About sheet: which run, which archive, which model."""
     return {
         "run_id": str(run.id),

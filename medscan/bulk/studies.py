@@ -114,7 +114,7 @@ class _Readers:
 
 
 @dataclass
-class _Sorted:
+class _UnitStudies:
     """What one unit gives before analysis: its studies by path, Failure rows, skipped files."""
 
     studies: list[tuple[str, Study]] = field(default_factory=list)
@@ -187,14 +187,14 @@ def _row_key(row: BulkRow) -> tuple[str, str, str]:
 
 def _sort_unit(
     unit: Unit, archive_name: str, reads: dict[Path, Instance | FileProblem]
-) -> _Sorted:
+) -> _UnitStudies:
     """Group a unit's headers into studies, and account for every other file."""
     if unit.failure is not None:
-        return _Sorted(rows=[_failure(unit.path, unit.failure)], failed_whole=True)
+        return _UnitStudies(rows=[_failure(unit.path, unit.failure)], failed_whole=True)
     files = {file.disk_path: file for file in unit.files}
     instances, problems = split_results(reads.pop(file.disk_path) for file in unit.files)
     troubles = [_Trouble(f.path, f"cannot extract: {f.reason}") for f in unit.entry_failures]
-    result = _Sorted()
+    result = _UnitStudies()
     for problem in problems:
         file = files[problem.path]
         if unit.path and is_zip_file(file):
@@ -206,7 +206,9 @@ def _sort_unit(
     if unit.path and not instances:
         first = min(troubles, key=lambda trouble: trouble.path, default=None)
         detail = f" ({first.path}: {first.reason})" if first else ""
-        return _Sorted(rows=[_failure(unit.path, NO_DICOM_IN_NESTED + detail)], failed_whole=True)
+        return _UnitStudies(
+            rows=[_failure(unit.path, NO_DICOM_IN_NESTED + detail)], failed_whole=True
+        )
 
     for study in group_studies(instances):
         paths = [instance.name for instance in study.instances]
