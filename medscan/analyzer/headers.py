@@ -40,6 +40,7 @@ from medscan.analyzer.explicit_vr import (
     Unusual,
     scan_header,
 )
+from medscan.config import MIB
 
 __all__ = [
     "DicomReadError",
@@ -55,10 +56,10 @@ __all__ = [
 ]
 
 #: A header (everything before the pixel data) larger than this is not read.
-MAX_HEADER_BYTES = 64 * 2**20
+MAX_HEADER_BYTES = 64 * MIB
 _CHUNK = 16 * 2**10
 #: How much of a file `scan_header` is given: the first chunk, then (rarely) more.
-_SCAN_BYTES = (16 * 2**10, 2**20)
+_SCAN_BYTES = (16 * 2**10, MIB)
 _ITEM = (0xFFFE, 0xE000)
 _NATIVE_SYNTAXES = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian})
 #: More frames than this in one instance is not believed (the header would cost gigabytes).
@@ -102,11 +103,12 @@ class Frame:
 class Instance:
     """The header of one DICOM file; `pixel_problem` is None when its pixel data is complete.
 
-    `path` is where the file is read from; `name` is how the user knows it (the entry name
-    inside a ZIP, '/'-separated), used for grouping by folder, path order and left-out lists.
+    `file_path` is where the file is read from (`path` gives it as a Path); `name` is how the
+    user knows it (the entry name inside a ZIP, '/'-separated), used for grouping by folder,
+    path order and left-out lists. `file_path` is the caller's string, shared, not copied.
     """
 
-    path: Path
+    file_path: str
     name: str
     study_uid: str
     series_uid: str
@@ -114,8 +116,6 @@ class Instance:
     sop_class_uid: str
     series_number: int | None
     instance_number: int | None
-    image_position: Position | None
-    image_orientation: Orientation | None
     image_type: tuple[str, ...]
     modality: str
     transfer_syntax_uid: str
@@ -127,6 +127,21 @@ class Instance:
     frames: tuple[Frame, ...]
     pixel_problem: str | None
     read_seconds: float
+
+    @property
+    def path(self) -> Path:
+        """Where the file is read from."""
+        return Path(self.file_path)
+
+    @property
+    def image_position(self) -> Position | None:
+        """The first frame's position."""
+        return self.frames[0].position if self.frames else None
+
+    @property
+    def image_orientation(self) -> Orientation | None:
+        """The first frame's orientation."""
+        return self.frames[0].orientation if self.frames else None
 
     @property
     def is_localizer(self) -> bool:
@@ -346,10 +361,10 @@ def read_instance(path: str | os.PathLike[str], name: str | None = None) -> Inst
         The file is not DICOM, cannot be opened, or its header is cut short or corrupt.
     """
     started = perf_counter()
+    path = os.fspath(path)  # a Path's own string: shared, not copied
     with _open(path) as stream:
         size = os.fstat(stream.fileno()).st_size
-        path = path if isinstance(path, Path) else Path(path)  # shared, not copied
-        name = name or os.fspath(path)
+        name = name or path
         try:
             scanned = _scan(stream, size)
             instance = _scanned_instance(path, name, scanned)
@@ -378,7 +393,7 @@ def read_stream_instance(
         The stream is not DICOM, or its header is cut short or corrupt.
     """
     path = Path(path or getattr(stream, "name", "<stream>"))
-    return _read(stream, path, path.as_posix(), size, perf_counter())
+    return _read(stream, os.fspath(path), path.as_posix(), size, perf_counter())
 
 
 def _scan(stream: BinaryIO, size: int) -> ScannedHeader:
@@ -393,7 +408,7 @@ def _scan(stream: BinaryIO, size: int) -> ScannedHeader:
 
 
 def _read(
-    stream: BinaryIO, path: Path, name: str, size: int | None, started: float
+    stream: BinaryIO, path: str, name: str, size: int | None, started: float
 ) -> Instance:
     """Read a header with pydicom and check its pixel data against `size` bytes (None: unknown)."""
     header = _read_header(stream, name, seekable=size is not None and size <= MAX_HEADER_BYTES)
@@ -422,7 +437,7 @@ def _checked(
     return replace(instance, pixel_problem=problem, read_seconds=perf_counter() - started)
 
 
-def _dataset_instance(path: Path, name: str, header: _Header) -> Instance:
+def _dataset_instance(path: str, name: str, header: _Header) -> Instance:
     """The Instance of a header pydicom read (pixels not checked yet)."""
     ds = header.dataset
     meta = ds.file_meta
@@ -438,7 +453,7 @@ def _dataset_instance(path: Path, name: str, header: _Header) -> Instance:
     return _instance(path, name, get, header.transfer_syntax_uid, number_of_frames, frames)
 
 
-def _scanned_instance(path: Path, name: str, header: ScannedHeader) -> Instance:
+def _scanned_instance(path: str, name: str, header: ScannedHeader) -> Instance:
     """The Instance of a header `scan_header` walked: plain values only, else `Unusual`.
 
     A value `_plain_value` leaves to pydicom, an empty one, missing SOP UIDs, several frames
@@ -458,14 +473,14 @@ def _scanned_instance(path: Path, name: str, header: ScannedHeader) -> Instance:
     if (_int_or_none(values.get("NumberOfFrames")) or 1) != 1:
         raise Unusual("several frames")
     frame = _frame(0, *(values.get(keyword) for keyword in _FRAME_KEYWORDS))
-    return _instance(path, name, values.get, UID(header.transfer_syntax_uid), 1, (frame,))
+    return _instance(path, name, values.get, header.transfer_syntax_uid, 1, (frame,))
 
 
 def _instance(
-    path: Path,
+    path: str,
     name: str,
     get: Callable[[str], object],
-    transfer_syntax_uid: UID,
+    transfer_syntax_uid: str,
     number_of_frames: int,
     frames: tuple[Frame, ...],
 ) -> Instance:
@@ -474,10 +489,9 @@ def _instance(
     Values that many instances share (UIDs of the study and series, image type, orientation...)
     are kept once, so that 100,000 headers in memory cost what their own values need.
     """
-    first = frames[0] if frames else None
     image_type = tuple(str(value).strip().upper() for value in _values(get("ImageType")))
     return Instance(
-        path=path,
+        file_path=path,
         name=name,
         study_uid=sys.intern(str(get("StudyInstanceUID") or "")),
         series_uid=sys.intern(str(get("SeriesInstanceUID") or "")),
@@ -485,8 +499,6 @@ def _instance(
         sop_class_uid=sys.intern(str(get("SOPClassUID"))),
         series_number=_int_or_none(get("SeriesNumber")),
         instance_number=_int_or_none(get("InstanceNumber")),
-        image_position=first.position if first else None,
-        image_orientation=first.orientation if first else None,
         image_type=_shared(image_type),
         modality=sys.intern(str(get("Modality") or "")),
         transfer_syntax_uid=sys.intern(str(transfer_syntax_uid)),
@@ -549,21 +561,26 @@ def _frame(
     slope: object,
     intercept: object,
 ) -> Frame:
-    """A Frame from the attribute values (as pydicom gives them) that describe it."""
+    """A Frame from the attribute values (as pydicom gives them) that describe it.
+
+    Equal values are kept once (see `_shared`), coordinates of positions included: the slices
+    of a series mostly share two of their three.
+    """
     slope_value = _float_or_none(slope)
+    coordinates = _floats(position, 3)
     return Frame(
         index=index,
-        position=_floats(position, 3),  # type: ignore[arg-type]
+        position=_shared(tuple(map(_shared, coordinates))) if coordinates else None,
         orientation=_shared(_floats(orientation, 6)),  # type: ignore[arg-type]
         pixel_spacing=_shared(_floats(spacing, 2)),  # type: ignore[arg-type]
-        slope=1.0 if slope_value is None else slope_value,
-        intercept=_float_or_none(intercept) or 0.0,
+        slope=_shared(1.0 if slope_value is None else slope_value),
+        intercept=_shared(_float_or_none(intercept) or 0.0),
     )
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=1024, typed=True)
 def _shared(value: _T) -> _T:
-    """The first value seen equal to `value` (bounded): equal tuples are kept once."""
+    """The first value seen equal to `value` (bounded): equal floats and tuples are kept once."""
     return value
 
 

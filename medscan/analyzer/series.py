@@ -130,7 +130,7 @@ def group_studies(instances: Iterable[Instance]) -> list[Study]:
     SeriesInstanceUID; folder), instances in slice order.
     """
     by_uid: dict[str, list[Instance]] = {}
-    for instance in sorted(instances, key=lambda i: (i.name, str(i.path))):
+    for instance in sorted(instances, key=lambda i: (i.name, i.file_path)):
         by_uid.setdefault(instance.sop_instance_uid, []).append(instance)
     studies: dict[tuple[str, str], dict[tuple[str, str], list[Instance]]] = {}
     duplicates: dict[tuple[str, str], list[LeftOut]] = {}
