@@ -129,18 +129,22 @@ def group_studies(instances: Iterable[Instance]) -> list[Study]:
     study. Studies come sorted by (UID, folder), series by (SeriesNumber, None last;
     SeriesInstanceUID; folder), instances in slice order.
     """
-    by_uid: dict[str, list[Instance]] = {}
+    first: dict[str, Instance] = {}  # by SOPInstanceUID
+    copies: dict[str, list[Instance]] = {}  # every copy, for the UIDs seen more than once
     for instance in sorted(instances, key=lambda i: (i.name, i.file_path)):
-        by_uid.setdefault(instance.sop_instance_uid, []).append(instance)
+        seen = first.setdefault(instance.sop_instance_uid, instance)
+        if seen is not instance:
+            copies.setdefault(instance.sop_instance_uid, [seen]).append(instance)
     studies: dict[tuple[str, str], dict[tuple[str, str], list[Instance]]] = {}
     duplicates: dict[tuple[str, str], list[LeftOut]] = {}
-    for copies in by_uid.values():
-        kept = next((i for i in copies if i.pixel_problem is None), copies[0])
+    for uid, instance in first.items():
+        same = copies.get(uid, (instance,))
+        kept = next((i for i in same if i.pixel_problem is None), instance)
         study_key = (kept.study_uid, "" if kept.study_uid else _folder(kept))
         series_key = (kept.series_uid, "" if kept.series_uid else _folder(kept))
         studies.setdefault(study_key, {}).setdefault(series_key, []).append(kept)
         duplicates.setdefault(study_key, []).extend(
-            LeftOut(copy.name, f"duplicate of {kept.name}") for copy in copies if copy is not kept
+            LeftOut(copy.name, f"duplicate of {kept.name}") for copy in same if copy is not kept
         )
     result = []
     for study_key in sorted(studies):

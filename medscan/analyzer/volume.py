@@ -38,7 +38,7 @@ class PixelDecodeError(DicomReadError):
     """Pixel data that cannot be turned into an image (missing decoder, odd shape...)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Slice:
     """One image of a series: an instance and one of its frames."""
 
