@@ -771,9 +771,10 @@ def split_results(
     results: Iterable[Instance | FileProblem],
 ) -> tuple[list[Instance], list[FileProblem]]:
     """Separate read results into instances and problems, keeping their order."""
-    results = list(results)
-    instances = [result for result in results if isinstance(result, Instance)]
-    problems = [result for result in results if isinstance(result, FileProblem)]
+    instances: list[Instance] = []
+    problems: list[FileProblem] = []
+    for result in results:
+        (instances if isinstance(result, Instance) else problems).append(result)  # type: ignore[arg-type]
     return instances, problems
 
 

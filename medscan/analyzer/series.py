@@ -10,6 +10,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import numpy as np
 
@@ -129,13 +130,40 @@ def group_studies(instances: Iterable[Instance]) -> list[Study]:
     study. Studies come sorted by (UID, folder), series by (SeriesNumber, None last;
     SeriesInstanceUID; folder), instances in slice order.
     """
+    studies, duplicates = _kept_copies(instances)
+    result = []
+    for study_key in sorted(studies):
+        members = studies.pop(study_key)  # its lists are freed as the series are made
+        series = [
+            Series(uid, group[0].series_number, group[0].modality, group)
+            for (uid, _), group in sorted(
+                members.items(),
+                key=lambda item: (none_last(item[1][0].series_number), item[0]),
+            )
+        ]
+        result.append(Study(study_key[0], series, duplicates[study_key]))
+    return result
+
+
+_Members = dict[tuple[str, str], dict[tuple[str, str], list[Instance]]]
+
+
+def _kept_copies(
+    instances: Iterable[Instance],
+) -> tuple[_Members, dict[tuple[str, str], list[LeftOut]]]:
+    """The kept instances by study and series key, and the copies left out by study key.
+
+    A function of its own so that its lookups are freed before the series are made.
+    """
     first: dict[str, Instance] = {}  # by SOPInstanceUID
     copies: dict[str, list[Instance]] = {}  # every copy, for the UIDs seen more than once
-    for instance in sorted(instances, key=lambda i: (i.name, i.file_path)):
+    in_order = sorted(instances, key=attrgetter("file_path"))
+    in_order.sort(key=attrgetter("name"))  # stable: by name, then path, without a key tuple each
+    for instance in in_order:
         seen = first.setdefault(instance.sop_instance_uid, instance)
         if seen is not instance:
             copies.setdefault(instance.sop_instance_uid, [seen]).append(instance)
-    studies: dict[tuple[str, str], dict[tuple[str, str], list[Instance]]] = {}
+    studies: _Members = {}
     duplicates: dict[tuple[str, str], list[LeftOut]] = {}
     for uid, instance in first.items():
         same = copies.get(uid, (instance,))
@@ -146,18 +174,7 @@ def group_studies(instances: Iterable[Instance]) -> list[Study]:
         duplicates.setdefault(study_key, []).extend(
             LeftOut(copy.name, f"duplicate of {kept.name}") for copy in same if copy is not kept
         )
-    result = []
-    for study_key in sorted(studies):
-        members = studies[study_key]
-        series = [
-            Series(uid, group[0].series_number, group[0].modality, group)
-            for (uid, _), group in sorted(
-                members.items(),
-                key=lambda item: (none_last(item[1][0].series_number), item[0]),
-            )
-        ]
-        result.append(Study(study_key[0], series, duplicates[study_key]))
-    return result
+    return studies, duplicates
 
 
 def choose_series(study: Study) -> Series | None:
