@@ -39,12 +39,14 @@ class Series:
     series_number: int | None
     modality: str
     instances: list[Instance]
-    _slices: list[Slice] = field(init=False, repr=False, compare=False)
+    _images: int = field(init=False, repr=False, compare=False)
+    _slices: list[Slice] | None = field(default=None, init=False, repr=False, compare=False)
     _volume: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self._slices = slice_order(self.instances)
-        by_id = {id(s.instance): s.instance for s in self._slices}
+        ordered = slice_order(self.instances)  # not kept: most series are never looked into
+        self._images = len(ordered)
+        by_id = {id(s.instance): s.instance for s in ordered}
         frameless = [instance for instance in self.instances if not instance.frames]
         self.instances = [*by_id.values(), *frameless]
 
@@ -56,17 +58,19 @@ class Series:
     @property
     def images(self) -> int:
         """The number of images (frames: a 300-frame instance counts 300)."""
-        return len(self._slices)
+        return self._images
 
     @property
     def slices(self) -> list[Slice]:
         """Every image in slice order: an instance and one of its frames (see `volume`)."""
+        if self._slices is None:
+            self._slices = slice_order(self.instances)
         return self._slices
 
     @property
     def spacing(self) -> tuple[float, float, float] | None:
         """(slice, row, column) in mm, or None where the geometry does not give it."""
-        return slice_spacing(self._slices)
+        return slice_spacing(self.slices)
 
     def volume(self) -> np.ndarray:
         """Return the images in Hounsfield units, float32 of shape (images, rows, columns).
@@ -82,9 +86,9 @@ class Series:
             grayscale, or differs in size from the first image.
         """
         if self._volume is None:
-            if not self._slices:
+            if not self.slices:
                 raise ValueError(f"series {self.series_uid} has no images")
-            self._volume = hounsfield_volume(self._slices)
+            self._volume = hounsfield_volume(self.slices)
         return self._volume
 
 
