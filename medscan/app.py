@@ -28,7 +28,7 @@ from medscan.scans.routes import bp as scans_bp
 from medscan.storage import ScanStorage, register_sweeper
 from medscan.uploads import register_uploads
 
-# JSON bodies are small; upload endpoints raise this per request (uploads.receive_uploads_into).
+# JSON bodies are small; views receiving uploads declare their own limit (uploads.receives_uploads).
 MAX_JSON_BODY = MIB
 
 

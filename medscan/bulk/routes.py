@@ -16,14 +16,12 @@ from flask.views import MethodView
 from flask_smorest import abort as abort_with_headers
 from sqlalchemy import bindparam, select
 from werkzeug.datastructures import FileStorage
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from medscan.analysis import current_model, unpack_limits
 from medscan.analyzer.report import ReportRow
 from medscan.api import (
     LOCATION,
     Blueprint,
-    api,
     content_disposition,
     download_type,
     get_or_404,
@@ -61,12 +59,13 @@ from medscan.models import BulkRun, BulkRunItem, BulkRunSkippedFile
 from medscan.paging import PageQuery
 from medscan.queue import QueueUnavailable, enqueue, queue_configured
 from medscan.schemas import IdSchema
-from medscan.uploads import SpooledUpload, client_file_name, receive_uploads_into
+from medscan.uploads import SpooledUpload, client_file_name, receives_uploads
 
 bp = Blueprint("bulk", __name__, url_prefix="/api/bulk-runs", description="Bulk runs")
 
 NOT_FOUND = "Run not found"
 ONLY_ZIP = "Only .zip is accepted"
+TOO_LARGE = "ZIP too large. Max {max_mb} MB"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV = "text/csv"
 SUMMARY_COLUMNS = list(BulkRun.__table__.c)
@@ -81,27 +80,9 @@ QUEUE_RETRY_AFTER_S = 10
 
 
 @bp.before_request
-def stream_archive_uploads() -> None:
-    """Archives spool into the work folder and stop at ``MEDSCAN_MAX_BULK_MB``."""
-    if request.endpoint == "bulk.BulkRunCollection" and request.method == "POST":
-        receive_uploads_into(
-            current_app.config["MEDSCAN_WORK_DIR"],
-            current_app.config["MEDSCAN_MAX_BULK_MB"],
-            hashed=False,
-        )
-
-
-@bp.before_request
 def reap_lost_runs() -> None:
     """Runs whose worker died are failed within MEDSCAN_RUN_LOST_S, workers or not."""
     reap_when_due(current_app._get_current_object())
-
-
-@bp.errorhandler(RequestEntityTooLarge)
-def archive_too_large(error: RequestEntityTooLarge):
-    """413 for a body over the limit, naming the limit."""
-    limit = current_app.config["MEDSCAN_MAX_BULK_MB"]
-    return api.handle_http_exception(RequestEntityTooLarge(f"ZIP too large. Max {limit} MB"))
 
 
 def run_archive(archive: Path, file_name: str, progress: Callable[[int, int], None]) -> BulkResult:
@@ -209,6 +190,12 @@ class BulkRunCollection(MethodView):
         # Unsaved model objects dump ``model`` ({name, version, threshold}) as a run does.
         return {**page, "items": [BulkRun(**run) for run in page["items"]]}
 
+    @receives_uploads(
+        into=lambda: current_app.config["MEDSCAN_WORK_DIR"],
+        max_mb="MEDSCAN_MAX_BULK_MB",
+        too_large=TOO_LARGE,
+        hashed=False,
+    )
     @bp.doc(operationId="createBulkRun")
     @bp.arguments(BulkUploadSchema(), location="multipart")
     @bp.response(201, IdSchema)
@@ -220,7 +207,7 @@ class BulkRunCollection(MethodView):
     )
     @bp.alt_response(
         413,
-        message="ZIP too large. Max 4096 MB",
+        message=TOO_LARGE.format(max_mb=4096),
         description="Body over MEDSCAN_MAX_BULK_MB, or over an unpack limit",
     )
     @bp.alt_response(

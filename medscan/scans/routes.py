@@ -13,7 +13,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from webargs.flaskparser import abort as abort_invalid
 from werkzeug.datastructures import FileStorage
-from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_range_header
 
 from medscan.analysis import analyze_stored_scan, current_model, unpack_limits
@@ -23,7 +22,6 @@ from medscan.api import (
     LOCATION,
     OCTET_STREAM,
     Blueprint,
-    api,
     content_disposition,
     download_type,
     error_body,
@@ -50,13 +48,14 @@ from medscan.scans.schemas import (
 )
 from medscan.schemas import IdSchema
 from medscan.storage import remove_deleted_files, scan_storage
-from medscan.uploads import client_file_name, receive_uploads_into
+from medscan.uploads import client_file_name, receives_uploads
 
 bp = Blueprint("scans", __name__, url_prefix="/api", description="Scans")
 
 NOT_FOUND = "Scan not found"
 UNSUPPORTED = "Unsupported Media Type"
 NO_IMAGE = "No image to preview"
+TOO_LARGE = "File too large. Max {max_mb} MB"
 
 SCAN_COLUMNS = columns_for(ScanSchema, Scan.__table__)
 SCAN_BY_ID = select(*SCAN_COLUMNS).where(Scan.id == bindparam("id"))
@@ -67,20 +66,6 @@ SCAN_FILE_BY_ID = select(Scan.id, Scan.sha256, Scan.file_name, Scan.content_kind
 SCAN_REPORT_BY_ID = select(Scan.report_json, Scan.processed_at).where(Scan.id == bindparam("id"))
 ALL_SCANS = PageQuery(SCAN_COLUMNS)
 SCANS_OF_PATIENT = PageQuery(SCAN_COLUMNS, [Scan.patient_id == bindparam("patient_id")])
-
-
-@bp.before_request
-def stream_scan_uploads() -> None:
-    """Scan uploads spool into the storage folder and stop at ``MEDSCAN_MAX_SCAN_MB``."""
-    if request.endpoint == "scans.ScanCollection" and request.method == "POST":
-        receive_uploads_into(scan_storage().incoming, current_app.config["MEDSCAN_MAX_SCAN_MB"])
-
-
-@bp.errorhandler(RequestEntityTooLarge)
-def scan_too_large(error: RequestEntityTooLarge):
-    """413 for a body over the limit, naming the limit."""
-    limit = current_app.config["MEDSCAN_MAX_SCAN_MB"]
-    return api.handle_http_exception(RequestEntityTooLarge(f"File too large. Max {limit} MB"))
 
 
 @bp.route("/v1/scans")
@@ -97,13 +82,16 @@ class ScanCollection(MethodView):
             return SCANS_OF_PATIENT.fetch(args["limit"], args["offset"], patient_id=patient_id)
         return ALL_SCANS.fetch(args["limit"], args["offset"])
 
+    @receives_uploads(
+        into=lambda: scan_storage().incoming, max_mb="MEDSCAN_MAX_SCAN_MB", too_large=TOO_LARGE
+    )
     @bp.doc(operationId="uploadScan")
     @bp.arguments(ScanUploadSchema(), location="multipart")
     @bp.response(201, IdSchema, headers=LOCATION)
     @bp.alt_response(404, message="Patient not found")
     @bp.alt_response(
         413,
-        message="File too large. Max 2048 MB",
+        message=TOO_LARGE.format(max_mb=2048),
         description="Body over MEDSCAN_MAX_SCAN_MB, or a ZIP over the unpack limits",
     )
     @bp.alt_response(415, message=UNSUPPORTED, description="Neither DICOM nor a ZIP holding DICOM")
