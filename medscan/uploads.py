@@ -32,6 +32,7 @@ from werkzeug.formparser import FormDataParser, MultiPartParser
 
 from medscan.config import MIB
 from medscan.server import BodyTimeout
+from medscan.workspace import owned_prefix
 
 ViewT = TypeVar("ViewT", bound=Callable[..., Any])
 
@@ -42,7 +43,7 @@ class SpooledUpload:
 
     def __init__(self, directory: str | os.PathLike[str], *, hashed: bool = True) -> None:
         # The pid in the name lets sweep_stale_work_dirs remove what a killed worker left.
-        fd, name = tempfile.mkstemp(dir=directory, prefix=f"medscan-{os.getpid()}-upload-")
+        fd, name = tempfile.mkstemp(dir=directory, prefix=owned_prefix("upload-"))
         self.path = Path(name)
         self.size = 0
         self._file = os.fdopen(fd, "w+b")
