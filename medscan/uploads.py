@@ -30,6 +30,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser, MultiPartParser
 
+from medscan.analysis import analysis_service
 from medscan.config import MIB
 from medscan.server import BodyTimeout
 from medscan.workspace import owned_prefix
@@ -214,9 +215,11 @@ class UploadRequest(Request):
         return self.upload_policy.max_bytes()
 
     @property
-    def upload_dir(self) -> str | None:
-        """Where the view's file parts spool (None: the work folder)."""
-        return None if self.upload_policy is None else str(self.upload_policy.into())
+    def upload_dir(self) -> str:
+        """Where file parts spool: the view's folder, else the work folder."""
+        if self.upload_policy is None:
+            return str(analysis_service().work_folder)
+        return str(self.upload_policy.into())
 
     @property
     def hash_uploads(self) -> bool:
@@ -239,9 +242,7 @@ class UploadRequest(Request):
         filename: str | None = None,
         content_length: int | None = None,
     ) -> SpooledUpload:
-        upload = SpooledUpload(
-            self.upload_dir or current_app.config["MEDSCAN_WORK_DIR"], hashed=self.hash_uploads
-        )
+        upload = SpooledUpload(self.upload_dir, hashed=self.hash_uploads)
         self.spooled_uploads.append(upload)
         return upload
 

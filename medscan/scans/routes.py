@@ -15,7 +15,7 @@ from webargs.flaskparser import abort as abort_invalid
 from werkzeug.datastructures import FileStorage
 from werkzeug.http import parse_range_header
 
-from medscan.analysis import analyze_stored_scan, current_model, unpack_limits
+from medscan.analysis import analysis_service
 from medscan.analyzer.preview import WINDOWS
 from medscan.api import (
     BINARY,
@@ -104,7 +104,7 @@ class ScanCollection(MethodView):
         if db.session.get(Patient, form["patient_id"]) is None:
             abort(404, "Patient not found")
         try:
-            content = classify(upload.path, unpack_limits())  # a ZIP over the limits: 413
+            content = classify(upload.path, analysis_service().limits)  # a ZIP over the limits: 413
         except UnsupportedContent:
             abort(415, UNSUPPORTED)
         scan = Scan(
@@ -229,12 +229,13 @@ def stored_file(scan: RowMapping) -> Path:
 def analyze(scan_id: str):
     """Analyse a scan with the model and store its report (a failed analysis is still 200)."""
     scan = get_or_404(Scan, scan_id, NOT_FOUND)
-    model = current_model()
-    analysis = analyze_stored_scan(scan_storage().path(scan.id), scan.content_kind, scan.file_name)
+    service = analysis_service()
+    stored = scan_storage().path(scan.id)
+    analysis = service.analyze_stored_scan(stored, scan.content_kind, scan.file_name)
     scan.report_json = analysis.report.as_dict()
     scan.processed_at = utcnow()
-    scan.analysis_model, scan.analysis_model_version = model.name, model.version
-    scan.analysis_threshold = current_app.config["MEDSCAN_THRESHOLD"]
+    scan.analysis_model, scan.analysis_model_version = service.model.name, service.model.version
+    scan.analysis_threshold = service.threshold
     scan.analysis_error = analysis.error
     try:
         db.session.commit()
@@ -266,7 +267,11 @@ def report(scan_id: str):
 def stored_scan(scan: RowMapping) -> StoredScan:
     """Where the scan's file is, for the series listing and the preview."""
     return StoredScan(
-        stored_file(scan), scan["content_kind"], scan["file_name"], scan["sha256"], unpack_limits()
+        stored_file(scan),
+        scan["content_kind"],
+        scan["file_name"],
+        scan["sha256"],
+        analysis_service().limits,
     )
 
 
