@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 import pytest
-from flask import request
+from flask import Flask, request
 
+from medscan.config import MIB
+from medscan.uploads import UploadRequest, receives_uploads
 from tests.helpers import BULK_URL, SCANS_URL, assert_json_error, post_archive, upload
-
-MIB = 2**20
 
 
 @pytest.fixture
@@ -58,3 +59,30 @@ def test_scan_parts_spool_into_the_storage_and_archives_into_the_work_folder(app
         assert request.upload_dir == f"{app.config['MEDSCAN_STORAGE_DIR']}/.incoming"
     with app.test_request_context(BULK_URL, method="POST"):
         assert request.upload_dir == app.config["MEDSCAN_WORK_DIR"]
+
+
+def passed_through(view):
+    """A decorator like flask-smorest's: a ``functools.wraps`` wrapper."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+@pytest.mark.parametrize("declared_first", [True, False])
+def test_the_declaration_holds_wherever_it_sits_in_the_stack(tmp_path, declared_first):
+    app = Flask(__name__)
+    app.request_class = UploadRequest
+    app.config["UPLOAD_MB"] = 3
+    declare = receives_uploads(into=lambda: tmp_path, max_mb="UPLOAD_MB", too_large="{max_mb}")
+    view = (
+        passed_through(declare(lambda: ""))
+        if declared_first
+        else declare(passed_through(lambda: ""))
+    )
+    app.add_url_rule("/upload", "upload", view, methods=["POST"])
+    with app.test_request_context("/upload", method="POST"):
+        assert request.max_content_length == 3 * MIB
+        assert request.upload_dir == str(tmp_path)
