@@ -18,7 +18,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, ScriptInfo
 
-from medscan.analysis import current_model, unpack_limits
+from medscan.analysis import analysis_service
 from medscan.bulk.report_files import csv_lines, write_xlsx
 from medscan.bulk.runs import about_sheet, build_run, error_lines, report_rows
 from medscan.bulk.studies import BulkResult, process_archive
@@ -26,7 +26,6 @@ from medscan.models import BulkRun, utcnow
 from medscan.queue import worker_command
 from medscan.safezip import ArchiveError, Skipped
 from medscan.storage import ScanStorage, check_storage
-from medscan.workspace import work_dir
 
 medscan_cli = AppGroup("medscan", help="medscan tools that need no server.")
 # The About sheet's cell holds at most 32,767 characters; a run over many archives names them all.
@@ -131,8 +130,7 @@ def bulk_command(archives: tuple[Path, ...], output: Path) -> None:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise click.BadParameter(f"folder {str(folder)!r} is not writable", param_hint="--output")
     paths = archives_of(archives)
-    model = current_model()
-    threshold = current_app.config["MEDSCAN_THRESHOLD"]
+    service = analysis_service()
     created_at = utcnow()
     combined = BulkResult(rows=[], skipped=[])
     unreadable: list[str] = []
@@ -140,15 +138,15 @@ def bulk_command(archives: tuple[Path, ...], output: Path) -> None:
         try:
             with (
                 progress_bar(archive.name) as progress,
-                work_dir(Path(current_app.config["MEDSCAN_WORK_DIR"])) as work,
+                service.work_dir() as work,
             ):
                 result = process_archive(
                     archive,
                     work,
                     archive_name=archive.name,
-                    limits=unpack_limits(),
-                    model=model,
-                    threshold=threshold,
+                    limits=service.limits,
+                    model=service.model,
+                    threshold=service.threshold,
                     progress=progress,
                 )
         except ArchiveError as exc:
@@ -166,8 +164,8 @@ def bulk_command(archives: tuple[Path, ...], output: Path) -> None:
         combined,
         file_name=", ".join(archive.name for archive in paths)[:MAX_FILE_NAME],
         created_at=created_at,
-        model=model,
-        threshold=threshold,
+        model=service.model,
+        threshold=service.threshold,
     )
     try:
         write_report(output, run)

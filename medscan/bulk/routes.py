@@ -16,14 +16,12 @@ from flask.views import MethodView
 from flask_smorest import abort as abort_with_headers
 from sqlalchemy import bindparam, select
 from werkzeug.datastructures import FileStorage
-from werkzeug.exceptions import RequestEntityTooLarge
 
-from medscan.analysis import current_model, unpack_limits
+from medscan.analysis import analysis_service
 from medscan.analyzer.report import ReportRow
 from medscan.api import (
     LOCATION,
     Blueprint,
-    api,
     content_disposition,
     download_type,
     get_or_404,
@@ -61,12 +59,13 @@ from medscan.paging import PageQuery
 from medscan.queue import QueueUnavailable, enqueue, queue_configured
 from medscan.safezip import ArchiveError, NotAZip, check_zip
 from medscan.schemas import IdSchema
-from medscan.uploads import SpooledUpload, client_file_name, receive_uploads_into
-from medscan.workspace import sweep_stale_work_dirs, work_dir
+from medscan.uploads import SpooledUpload, client_file_name, receives_uploads
+from medscan.workspace import sweep_stale_work_dirs
 
 bp = Blueprint("bulk", __name__, url_prefix="/api/bulk-runs", description="Bulk runs")
 
 NOT_FOUND = "Run not found"
+TOO_LARGE = "ZIP too large. Max {max_mb} MB"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV = "text/csv"
 SUMMARY_COLUMNS = list(BulkRun.__table__.c)
@@ -81,33 +80,15 @@ QUEUE_RETRY_AFTER_S = 10
 
 
 @bp.before_request
-def stream_archive_uploads() -> None:
-    """Archives spool into the work folder and stop at ``MEDSCAN_MAX_BULK_MB``."""
-    if request.endpoint == "bulk.BulkRunCollection" and request.method == "POST":
-        receive_uploads_into(
-            current_app.config["MEDSCAN_WORK_DIR"],
-            current_app.config["MEDSCAN_MAX_BULK_MB"],
-            hashed=False,
-        )
-
-
-@bp.before_request
 def reap_lost_runs() -> None:
     """Runs whose worker died are failed within MEDSCAN_RUN_LOST_S, workers or not."""
     reap_when_due(current_app._get_current_object())
 
 
-@bp.errorhandler(RequestEntityTooLarge)
-def archive_too_large(error: RequestEntityTooLarge):
-    """413 for a body over the limit, naming the limit."""
-    limit = current_app.config["MEDSCAN_MAX_BULK_MB"]
-    return api.handle_http_exception(RequestEntityTooLarge(f"ZIP too large. Max {limit} MB"))
-
-
 def run_archive(archive: Path, file_name: str, progress: Callable[[int, int], None]) -> BulkResult:
     """Unpack and analyse ``archive`` in a work folder that is removed whatever happens."""
-    work_base = Path(current_app.config["MEDSCAN_WORK_DIR"])
-    sweep_stale_work_dirs(work_base)
+    service = analysis_service()
+    sweep_stale_work_dirs(service.work_folder)
     started = time.perf_counter()
 
     def log_progress(done: int, total: int) -> None:
@@ -116,14 +97,14 @@ def run_archive(archive: Path, file_name: str, progress: Callable[[int, int], No
         current_app.logger.info("bulk run: study %d/%d, %.1f s", done, total, elapsed)
         progress(done, total)
 
-    with work_dir(work_base) as folder:
+    with service.work_dir() as folder:
         return process_archive(
             archive,
             folder,
             archive_name=file_name,
-            limits=unpack_limits(),
-            model=current_model(),
-            threshold=current_app.config["MEDSCAN_THRESHOLD"],
+            limits=service.limits,
+            model=service.model,
+            threshold=service.threshold,
             progress=log_progress,
         )
 
@@ -138,7 +119,7 @@ def prefers_async() -> bool:
 
 def run_synchronously(archive: Path, file_name: str) -> BulkRun:
     """Work on the archive in this request, the run visible as ``running`` meanwhile."""
-    run = new_run(file_name, RUNNING, g.request_id, current_model())
+    run = new_run(file_name, RUNNING, g.request_id, analysis_service())
     try:
         with Tracker(current_app._get_current_object(), run.id) as tracker:
             result = run_archive(archive, file_name, tracker.progress)
@@ -209,6 +190,12 @@ class BulkRunCollection(MethodView):
         # Unsaved model objects dump ``model`` ({name, version, threshold}) as a run does.
         return {**page, "items": [BulkRun(**run) for run in page["items"]]}
 
+    @receives_uploads(
+        into=lambda: analysis_service().work_folder,
+        max_mb="MEDSCAN_MAX_BULK_MB",
+        too_large=TOO_LARGE,
+        hashed=False,
+    )
     @bp.doc(operationId="createBulkRun")
     @bp.arguments(BulkUploadSchema(), location="multipart")
     @bp.response(201, IdSchema)
@@ -220,7 +207,7 @@ class BulkRunCollection(MethodView):
     )
     @bp.alt_response(
         413,
-        message="ZIP too large. Max 4096 MB",
+        message=TOO_LARGE.format(max_mb=4096),
         description="Body over MEDSCAN_MAX_BULK_MB, or over an unpack limit",
     )
     @bp.alt_response(
@@ -235,7 +222,7 @@ class BulkRunCollection(MethodView):
         file_name = client_file_name(upload)
         if not file_name.lower().endswith(".zip"):
             raise NotAZip(detail=f"file name {file_name!r}")
-        check_zip(upload.stream.path, unpack_limits())
+        check_zip(upload.stream.path, analysis_service().limits)
         if prefers_async() and queue_configured():
             run = queue_run(upload, file_name)
             headers = location_of("bulk.BulkRunItemView", run_id=run.id)
@@ -309,7 +296,7 @@ def stored_error_lines(run: BulkRun) -> Iterator[ErrorLine]:
 def report_file(name: str, mimetype: str, write: Callable[[BinaryIO], None]):
     """Send what ``write`` puts in a temp file: the report is never held whole in memory."""
     # An anonymous temp file: already gone from the disk, freed when the response closes it.
-    handle = tempfile.TemporaryFile(dir=current_app.config["MEDSCAN_WORK_DIR"])  # noqa: SIM115
+    handle = tempfile.TemporaryFile(dir=analysis_service().work_folder)  # noqa: SIM115
     try:
         write(handle)
         handle.flush()  # a full disk shows here at the latest (503, errors.disk_full)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from medscan.analysis import MODEL_EXTENSION
+from medscan.analysis import ANALYSIS_EXTENSION
 from medscan.extensions import db
 from medscan.models import BulkRun
 from tests.api.test_bulk import series_entries
@@ -72,7 +72,7 @@ def test_run_is_accepted_at_once_then_done_by_a_worker(client, app, tmp_path, wo
     csv = client.get(f"{URL}/{run_id}/report.csv")
     assert csv.status_code == 200 and len(csv.get_data(as_text=True).splitlines()) == 4
     assert not (runs_folder(app) / run_id).exists()
-    assert MODEL_EXTENSION not in app.extensions  # the API never loaded the model
+    assert not app.extensions[ANALYSIS_EXTENSION].model_loaded  # the API never loaded the model
 
 
 def test_cancel_midway_stops_at_the_next_study_and_keeps_no_files(client, app, tmp_path, workers):
