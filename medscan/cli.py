@@ -34,8 +34,7 @@ MAX_FILE_NAME = 32_000
 
 
 def write_report(output: Path, run: Mapping[str, Any], result: BulkResult) -> None:
-    """Write the XLSX or CSV report (by ``output``'s suffix) of ``run``, which made ``result``,
-    atomically."""
+    """Write the XLSX or CSV report (by ``output``'s suffix) of ``run``, atomically."""
     fd, temp_name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}-")
     items, skipped_files = child_rows(run["id"], result)
     rows = report_rows(item["report"] for item in items)
@@ -60,6 +59,7 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         bar = None
 
         def progress(done: int, total: int) -> None:
+            """Draw ``done`` of ``total``; the first call opens the bar."""
             nonlocal bar
             if bar is None:
                 bar = bars.enter_context(

@@ -68,8 +68,10 @@ def utcnow() -> datetime:
 
 
 def iso_utc(moment: datetime) -> str:
-    """ISO 8601 UTC with a ``Z`` suffix, as the API and the reports write times; a naive
-    datetime is taken to be UTC already."""
+    """ISO 8601 UTC with a ``Z`` suffix, as the API and the reports write times.
+
+    A naive datetime is taken to be UTC already.
+    """
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -60,8 +60,10 @@ def engine_options(database_uri: str, lock_timeout_s: int, statement_timeout_s: 
 
 
 def reads_binds(database_uri: str, options: dict) -> dict[str, dict[str, Any]]:
-    """``SQLALCHEMY_BINDS`` for ``database_uri``: an autocommit ``reads`` engine on PostgreSQL,
-    with the same ``options`` as the default engine."""
+    """``SQLALCHEMY_BINDS`` for ``database_uri``: an autocommit ``reads`` engine on PostgreSQL.
+
+    It has the same ``options`` as the default engine.
+    """
     if make_url(database_uri).get_backend_name() != "postgresql":
         return {}
     return {READS_BIND: {**options, "url": database_uri, "isolation_level": "AUTOCOMMIT"}}

@@ -331,6 +331,7 @@ def report_route(file: str, operation_id: str, content_type: str, description: s
     """Route and document a report download of a run (404, and 409 until it has succeeded)."""
 
     def register(view):
+        """``view`` routed and documented."""
         for decorate in (
             bp.alt_response(
                 409,
