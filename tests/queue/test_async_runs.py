@@ -45,7 +45,8 @@ def test_run_is_accepted_at_once_then_done_by_a_worker(client, app, tmp_path, wo
     assert [item["probability_of_pathology"] for item in run["items"]] == [0.7] * 3
     csv = client.get(f"{BULK_URL}/{run_id}/report.csv")
     assert csv.status_code == 200 and len(csv.get_data(as_text=True).splitlines()) == 4
-    assert not (runs_folder(app) / run_id).exists()
+    # The worker removes the folder after the commit that makes the run succeeded.
+    wait_for(lambda: not (runs_folder(app) / run_id).exists(), "the run's folder to go", workers)
     assert MODEL_EXTENSION not in app.extensions  # the API never loaded the model
 
 
