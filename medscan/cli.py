@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask, current_app
@@ -20,9 +21,9 @@ from flask.cli import AppGroup, ScriptInfo
 
 from medscan.analysis import analysis_service
 from medscan.bulk.report_files import csv_lines, write_xlsx
-from medscan.bulk.runs import about_sheet, build_run, error_lines, report_rows
+from medscan.bulk.runs import about_sheet, child_rows, error_lines, finished_run, report_rows
 from medscan.bulk.studies import BulkResult, process_archive
-from medscan.models import BulkRun, utcnow
+from medscan.models import utcnow
 from medscan.queue import worker_command
 from medscan.safezip import ArchiveError, Skipped
 from medscan.storage import ScanStorage, check_storage
@@ -32,17 +33,18 @@ medscan_cli = AppGroup("medscan", help="medscan tools that need no server.")
 MAX_FILE_NAME = 32_000
 
 
-def write_report(output: Path, run: BulkRun) -> None:
-    """Write the run's XLSX or CSV report (by ``output``'s suffix) atomically."""
+def write_report(output: Path, run: Mapping[str, Any], result: BulkResult) -> None:
+    """Write the XLSX or CSV report (by ``output``'s suffix) of ``run``, atomically."""
     fd, temp_name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}-")
-    rows = report_rows(item.report for item in run.items)
+    items, skipped_files = child_rows(run["id"], result)
+    rows = report_rows(item["report"] for item in items)
     try:
         with os.fdopen(fd, "w+b") as handle:
             if output.suffix.lower() == ".csv":
                 handle.writelines(line.encode() for line in csv_lines(rows))
             else:
-                failures = ((i.report, i.error) for i in run.items if i.error is not None)
-                skipped = ((s.path, s.reason) for s in run.skipped_files)
+                failures = ((i["report"], i["error"]) for i in items if i["error"] is not None)
+                skipped = ((s["path"], s["reason"]) for s in skipped_files)
                 write_xlsx(handle, rows, error_lines(failures, skipped), about_sheet(run))
         os.replace(temp_name, output)
     except BaseException:
@@ -57,6 +59,7 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         bar = None
 
         def progress(done: int, total: int) -> None:
+            """Draw ``done`` of ``total``; the first call opens the bar."""
             nonlocal bar
             if bar is None:
                 bar = bars.enter_context(
@@ -160,7 +163,7 @@ def bulk_command(archives: tuple[Path, ...], output: Path) -> None:
         combined.skipped.extend(result.skipped)
     if len(unreadable) == len(paths):
         raise click.ClickException("no archive could be read")
-    run = build_run(
+    run = finished_run(
         combined,
         file_name=", ".join(archive.name for archive in paths)[:MAX_FILE_NAME],
         created_at=created_at,
@@ -168,10 +171,11 @@ def bulk_command(archives: tuple[Path, ...], output: Path) -> None:
         threshold=service.threshold,
     )
     try:
-        write_report(output, run)
+        write_report(output, run, combined)
     except OSError as exc:  # a full disk, say: the partial file is already gone
         raise click.ClickException(f"cannot write {output}: {exc.strerror}") from exc
-    click.echo(f"{output}: {run.studies} studies, {run.failed} failed, {run.skipped} skipped files")
+    counts = f"{run['studies']} studies, {run['failed']} failed, {run['skipped']} skipped files"
+    click.echo(f"{output}: {counts}")
     if unreadable:
         raise click.ClickException(f"{len(unreadable)} of {len(paths)} archives could not be read")
 

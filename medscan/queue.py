@@ -49,6 +49,8 @@ def celery_init_app(app: Flask) -> Celery:
     """Flask's pattern: a Celery app whose tasks run inside this app's context."""
 
     class FlaskTask(Task):
+        """A task run inside the Flask app's context."""
+
         def __call__(self, *args: object, **kwargs: object) -> object:
             with app.app_context():
                 return self.run(*args, **kwargs)
