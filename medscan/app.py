@@ -15,16 +15,16 @@ from medscan.analysis import register_analysis
 from medscan.api import IdConverter, api
 from medscan.apidocs import OPENAPI_SETTINGS, register_apidocs
 from medscan.auth import register_auth
+from medscan.bulk.queue import register_queue
 from medscan.bulk.routes import bp as bulk_bp
 from medscan.config import MIB, load_config
 from medscan.extensions import db, migrate
 from medscan.health.routes import bp as health_bp
 from medscan.logs import register_logging
 from medscan.patients.routes import bp as patients_bp
-from medscan.queue import register_queue
 from medscan.reads import engine_options, reads_binds
 from medscan.scans.routes import bp as scans_bp
-from medscan.storage import ScanStorage, register_sweeper
+from medscan.storage import STORAGE_EXTENSION, ScanStorage, register_sweeper
 from medscan.uploads import register_uploads
 from medscan.workspace import sweep_stale_work_dirs
 
@@ -79,9 +79,13 @@ def register_cors(app: Flask) -> None:
 
 
 def register_storage(app: Flask) -> None:
-    """Create the storage's folder of incoming uploads; sweep what killed workers left in it,
-    and from the first request on reconcile scan rows with stored files (medscan.storage)."""
+    """Build the scan storage (``app.extensions``) and make its folder of incoming uploads.
+
+    What killed workers left there is swept now; from the first request on, scan rows are
+    reconciled with stored files (``medscan.storage``).
+    """
     storage = ScanStorage(app.config["MEDSCAN_STORAGE_DIR"])
+    app.extensions[STORAGE_EXTENSION] = storage
     # Queued runs' archives: shared by the API and the workers (never swept by pid).
     app.config["MEDSCAN_RUNS_DIR"] = app.config["MEDSCAN_RUNS_DIR"] or str(
         Path(app.config["MEDSCAN_WORK_DIR"]) / "runs"

@@ -17,16 +17,16 @@ from typing import Any
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup, ScriptInfo
+from flask.cli import AppGroup
 
 from medscan.analysis import analysis_service
+from medscan.bulk.queue import worker_command
 from medscan.bulk.report_files import csv_lines, write_xlsx
 from medscan.bulk.runs import about_sheet, child_rows, error_lines, finished_run, report_rows
 from medscan.bulk.studies import BulkResult, process_archive
 from medscan.models import utcnow
-from medscan.queue import worker_command
 from medscan.safezip import ArchiveError, Skipped
-from medscan.storage import ScanStorage, check_storage
+from medscan.storage import check_storage, scan_storage
 
 medscan_cli = AppGroup("medscan", help="medscan tools that need no server.")
 # The About sheet's cell holds at most 32,767 characters; a run over many archives names them all.
@@ -199,7 +199,7 @@ def check_storage_command(repair: bool, grace: int | None) -> None:
     A row whose file is gone is data loss: it is listed, never deleted; restore the file from
     a backup, or delete the scan through the API once the loss is accepted.
     """
-    storage = ScanStorage(current_app.config["MEDSCAN_STORAGE_DIR"])
+    storage = scan_storage()
     grace_s = current_app.config["MEDSCAN_ORPHAN_GRACE_S"] if grace is None else grace
     check = check_storage(storage, repair=repair, grace_s=grace_s)
     for scan_id in check.missing:
@@ -224,10 +224,3 @@ medscan_cli.add_command(worker_command)
 def register_cli(app: Flask) -> None:
     """Add ``flask medscan ...``."""
     app.cli.add_command(medscan_cli)
-
-
-def main() -> None:
-    """The ``medscan`` console script: the same commands, on the app built from the environment."""
-    from medscan.app import create_app
-
-    medscan_cli.main(prog_name="medscan", obj=ScriptInfo(create_app=create_app))

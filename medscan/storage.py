@@ -45,6 +45,8 @@ SCAN_FILE_NAME = re.compile(r"[0-9a-f]{32}")
 # Journal rows and ids are handled this many at a time (one IN list each).
 BATCH = 1000
 
+STORAGE_EXTENSION = "medscan.storage"
+
 
 class ScanStorage:
     """Files under ``root/<2 hex>/<scan id hex>``; uploads spool in ``root/.incoming``."""
@@ -87,8 +89,8 @@ class ScanStorage:
 
 
 def scan_storage() -> ScanStorage:
-    """The storage of the current app (its folders are made at start)."""
-    return ScanStorage(current_app.config["MEDSCAN_STORAGE_DIR"])
+    """The storage of the current app, built at start (``register_storage``)."""
+    return current_app.extensions[STORAGE_EXTENSION]
 
 
 def complete_deletions(storage: ScanStorage, scan_ids: Iterable[uuid.UUID] | None = None) -> int:
@@ -247,7 +249,7 @@ def log_check(check: StorageCheck) -> None:
 
 def sweep_once(app: Flask) -> StorageCheck | None:
     """One automatic reconciliation, unless another process of this storage is doing one."""
-    storage = ScanStorage(app.config["MEDSCAN_STORAGE_DIR"])
+    storage: ScanStorage = app.extensions[STORAGE_EXTENSION]
     with app.app_context(), sweep_lock(storage) as locked:
         if not locked:
             return None

@@ -27,6 +27,7 @@ from medscan.api import (
     get_or_404,
     location_of,
 )
+from medscan.bulk.queue import QueueUnavailable, enqueue, queue_configured
 from medscan.bulk.report_files import ErrorLine, csv_lines, write_xlsx
 from medscan.bulk.runs import about_sheet, error_lines, report_rows
 from medscan.bulk.schemas import (
@@ -56,7 +57,6 @@ from medscan.bulk.tracking import (
 from medscan.extensions import db
 from medscan.models import BulkRun, BulkRunItem, BulkRunSkippedFile
 from medscan.paging import PageQuery
-from medscan.queue import QueueUnavailable, enqueue, queue_configured
 from medscan.reads import read_connection, read_one_or_404, stream_rows
 from medscan.safezip import ArchiveError, NotAZip, check_zip
 from medscan.schemas import IdSchema

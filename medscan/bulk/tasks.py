@@ -1,4 +1,4 @@
-"""The work of an asynchronous bulk run, as a queue worker does it (medscan.queue)."""
+"""The work of an asynchronous bulk run, as a queue worker does it (medscan.bulk.queue)."""
 
 from __future__ import annotations
 
