@@ -9,6 +9,7 @@ __all__ = ["create_app"]
 
 
 def __getattr__(name: str) -> Any:
+    """``create_app``, imported on first use."""
     if name == "create_app":
         from medscan.app import create_app
 

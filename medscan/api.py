@@ -94,8 +94,10 @@ class SchemaPlugin(MarshmallowPlugin):
 
 
 class MedscanApi(Api):
-    """flask-smorest's Api with the one error body of the API, documented (``ERROR_SCHEMA``)
-    and rendered (``handle_http_exception``) in one place."""
+    """flask-smorest's Api with the API's one error body.
+
+    The body is documented (``ERROR_SCHEMA``) and rendered (``handle_http_exception``) here.
+    """
 
     ERROR_SCHEMA = ErrorSchema
 
@@ -105,10 +107,10 @@ class MedscanApi(Api):
         super().init_app(app, spec_kwargs=spec_kwargs)
 
     def handle_http_exception(self, error: HTTPException) -> Response:
-        """Render an HTTP error as the error body, keeping its headers (``Allow``,
-        ``Retry-After``...); a crash (500) also rolls the session back.
+        """Render an HTTP error as the error body, keeping its headers; a 500 rolls back too.
 
-        flask-smorest registers this for every ``HTTPException`` when it binds the app, so the
+        Headers such as ``Allow`` and ``Retry-After`` stay; a crash (500) also rolls the session
+        back. flask-smorest registers this for every ``HTTPException`` when it binds the app, so the
         contract holds whatever the order of the app factory's steps.
         """
         if isinstance(error, InternalServerError):
@@ -152,6 +154,7 @@ class ArgumentsParser(FlaskParser):
     __location_map__ = {**FlaskParser.__location_map__, "multipart": "load_multipart"}
 
     def load_multipart(self, req, schema) -> Any:
+        """A multipart body's text fields and files, as one mapping."""
         return self._makeproxy(CombinedMultiDict([req.form, req.files]), schema)
 
     def _raw_load_json(self, req) -> Any:
@@ -199,6 +202,7 @@ class Blueprint(flask_smorest.Blueprint):
     }
 
     def arguments(self, schema, *, location: str = "json", **kwargs: Any):
+        """flask-smorest's; a JSON or multipart body also documents ``BODY_RESPONSES``."""
         parse = super().arguments(schema, location=location, **kwargs)
         if location not in ("json", "multipart"):
             return parse
@@ -214,8 +218,10 @@ class Blueprint(flask_smorest.Blueprint):
     def alt_response(
         self, status_code, response=None, *, schema=None, message: str | None = None, **kwargs
     ):
-        """flask-smorest's, with ``message``: the error's text, shown as its example (and as
-        the description unless one is given)."""
+        """flask-smorest's, with ``message``: the error's text, shown as its example.
+
+        ``message`` is also the description unless one is given.
+        """
         if response is None and schema is None and int(status_code) >= 400:
             schema = ErrorSchema
         if message is not None:

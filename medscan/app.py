@@ -11,24 +11,24 @@ from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from medscan import cli, errors
-from medscan.analysis import register_model
+from medscan.analysis import register_analysis
 from medscan.api import IdConverter, api
 from medscan.apidocs import OPENAPI_SETTINGS, register_apidocs
 from medscan.auth import register_auth
+from medscan.bulk.queue import register_queue
 from medscan.bulk.routes import bp as bulk_bp
 from medscan.config import MIB, load_config
 from medscan.extensions import db, migrate
 from medscan.health.routes import bp as health_bp
 from medscan.logs import register_logging
 from medscan.patients.routes import bp as patients_bp
-from medscan.queue import register_queue
 from medscan.reads import engine_options, reads_binds
 from medscan.scans.routes import bp as scans_bp
-from medscan.storage import ScanStorage, register_sweeper
+from medscan.storage import STORAGE_EXTENSION, ScanStorage, register_sweeper
 from medscan.uploads import register_uploads
 from medscan.workspace import sweep_stale_work_dirs
 
-# JSON bodies are small; upload endpoints raise this per request (uploads.receive_uploads_into).
+# JSON bodies are small; views receiving uploads declare their own limit (uploads.receives_uploads).
 MAX_JSON_BODY = MIB
 
 
@@ -49,7 +49,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_storage(app)
     register_uploads(app)
     register_extensions(app)
-    register_model(app)
+    register_analysis(app)
     register_queue(app)
     register_blueprints(app)
     register_apidocs(app)
@@ -79,16 +79,19 @@ def register_cors(app: Flask) -> None:
 
 
 def register_storage(app: Flask) -> None:
-    """Create the storage and work folders; sweep what killed workers left in them, and from
-    the first request on reconcile scan rows with stored files (medscan.storage)."""
+    """Build the scan storage (``app.extensions``) and make its folder of incoming uploads.
+
+    What killed workers left there is swept now; from the first request on, scan rows are
+    reconciled with stored files (``medscan.storage``).
+    """
     storage = ScanStorage(app.config["MEDSCAN_STORAGE_DIR"])
+    app.extensions[STORAGE_EXTENSION] = storage
     # Queued runs' archives: shared by the API and the workers (never swept by pid).
     app.config["MEDSCAN_RUNS_DIR"] = app.config["MEDSCAN_RUNS_DIR"] or str(
         Path(app.config["MEDSCAN_WORK_DIR"]) / "runs"
     )
-    for folder in (storage.incoming, Path(app.config["MEDSCAN_WORK_DIR"])):
-        folder.mkdir(parents=True, exist_ok=True)
-        sweep_stale_work_dirs(folder)
+    storage.incoming.mkdir(parents=True, exist_ok=True)
+    sweep_stale_work_dirs(storage.incoming)
     register_sweeper(app)
 
 

@@ -9,41 +9,42 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup, ScriptInfo
+from flask.cli import AppGroup
 
-from medscan.analysis import current_model, unpack_limits
+from medscan.analysis import analysis_service
+from medscan.bulk.queue import worker_command
 from medscan.bulk.report_files import csv_lines, write_xlsx
-from medscan.bulk.runs import about_sheet, build_run, error_lines, report_rows
+from medscan.bulk.runs import about_sheet, child_rows, error_lines, finished_run, report_rows
 from medscan.bulk.studies import BulkResult, process_archive
-from medscan.models import BulkRun, utcnow
-from medscan.queue import worker_command
+from medscan.models import utcnow
 from medscan.safezip import ArchiveError, Skipped
-from medscan.storage import ScanStorage, check_storage
-from medscan.workspace import work_dir
+from medscan.storage import check_storage, scan_storage
 
 medscan_cli = AppGroup("medscan", help="medscan tools that need no server.")
 # The About sheet's cell holds at most 32,767 characters; a run over many archives names them all.
 MAX_FILE_NAME = 32_000
 
 
-def write_report(output: Path, run: BulkRun) -> None:
-    """Write the run's XLSX or CSV report (by ``output``'s suffix) atomically."""
+def write_report(output: Path, run: Mapping[str, Any], result: BulkResult) -> None:
+    """Write the XLSX or CSV report (by ``output``'s suffix) of ``run``, atomically."""
     fd, temp_name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}-")
-    rows = report_rows(item.report for item in run.items)
+    items, skipped_files = child_rows(run["id"], result)
+    rows = report_rows(item["report"] for item in items)
     try:
         with os.fdopen(fd, "w+b") as handle:
             if output.suffix.lower() == ".csv":
                 handle.writelines(line.encode() for line in csv_lines(rows))
             else:
-                failures = ((i.report, i.error) for i in run.items if i.error is not None)
-                skipped = ((s.path, s.reason) for s in run.skipped_files)
+                failures = ((i["report"], i["error"]) for i in items if i["error"] is not None)
+                skipped = ((s["path"], s["reason"]) for s in skipped_files)
                 write_xlsx(handle, rows, error_lines(failures, skipped), about_sheet(run))
         os.replace(temp_name, output)
     except BaseException:
@@ -58,6 +59,7 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         bar = None
 
         def progress(done: int, total: int) -> None:
+            """Draw ``done`` of ``total``; the first call opens the bar."""
             nonlocal bar
             if bar is None:
                 bar = bars.enter_context(
@@ -131,8 +133,7 @@ def bulk_command(archives: tuple[Path, ...], output: Path) -> None:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise click.BadParameter(f"folder {str(folder)!r} is not writable", param_hint="--output")
     paths = archives_of(archives)
-    model = current_model()
-    threshold = current_app.config["MEDSCAN_THRESHOLD"]
+    service = analysis_service()
     created_at = utcnow()
     combined = BulkResult(rows=[], skipped=[])
     unreadable: list[str] = []
@@ -140,15 +141,15 @@ def bulk_command(archives: tuple[Path, ...], output: Path) -> None:
         try:
             with (
                 progress_bar(archive.name) as progress,
-                work_dir(Path(current_app.config["MEDSCAN_WORK_DIR"])) as work,
+                service.work_dir() as work,
             ):
                 result = process_archive(
                     archive,
                     work,
                     archive_name=archive.name,
-                    limits=unpack_limits(),
-                    model=model,
-                    threshold=threshold,
+                    limits=service.limits,
+                    model=service.model,
+                    threshold=service.threshold,
                     progress=progress,
                 )
         except ArchiveError as exc:
@@ -162,18 +163,19 @@ def bulk_command(archives: tuple[Path, ...], output: Path) -> None:
         combined.skipped.extend(result.skipped)
     if len(unreadable) == len(paths):
         raise click.ClickException("no archive could be read")
-    run = build_run(
+    run = finished_run(
         combined,
         file_name=", ".join(archive.name for archive in paths)[:MAX_FILE_NAME],
         created_at=created_at,
-        model=model,
-        threshold=threshold,
+        model=service.model,
+        threshold=service.threshold,
     )
     try:
-        write_report(output, run)
+        write_report(output, run, combined)
     except OSError as exc:  # a full disk, say: the partial file is already gone
         raise click.ClickException(f"cannot write {output}: {exc.strerror}") from exc
-    click.echo(f"{output}: {run.studies} studies, {run.failed} failed, {run.skipped} skipped files")
+    counts = f"{run['studies']} studies, {run['failed']} failed, {run['skipped']} skipped files"
+    click.echo(f"{output}: {counts}")
     if unreadable:
         raise click.ClickException(f"{len(unreadable)} of {len(paths)} archives could not be read")
 
@@ -197,7 +199,7 @@ def check_storage_command(repair: bool, grace: int | None) -> None:
     A row whose file is gone is data loss: it is listed, never deleted; restore the file from
     a backup, or delete the scan through the API once the loss is accepted.
     """
-    storage = ScanStorage(current_app.config["MEDSCAN_STORAGE_DIR"])
+    storage = scan_storage()
     grace_s = current_app.config["MEDSCAN_ORPHAN_GRACE_S"] if grace is None else grace
     check = check_storage(storage, repair=repair, grace_s=grace_s)
     for scan_id in check.missing:
@@ -222,10 +224,3 @@ medscan_cli.add_command(worker_command)
 def register_cli(app: Flask) -> None:
     """Add ``flask medscan ...``."""
     app.cli.add_command(medscan_cli)
-
-
-def main() -> None:
-    """The ``medscan`` console script: the same commands, on the app built from the environment."""
-    from medscan.app import create_app
-
-    medscan_cli.main(prog_name="medscan", obj=ScriptInfo(create_app=create_app))

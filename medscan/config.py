@@ -18,6 +18,7 @@ class ConfigError(ValueError):
 
 
 def _int(name: str, value: str, minimum: int = 1) -> int:
+    """``value`` as an integer of at least ``minimum``."""
     try:
         number = int(value)
     except ValueError:
@@ -28,10 +29,12 @@ def _int(name: str, value: str, minimum: int = 1) -> int:
 
 
 def _count(name: str, value: str) -> int:
+    """``value`` as an integer of at least 0."""
     return _int(name, value, minimum=0)
 
 
 def _threshold(name: str, value: str) -> float:
+    """``value`` as a number within 0..1."""
     try:
         number = float(value)
     except ValueError:
@@ -42,14 +45,17 @@ def _threshold(name: str, value: str) -> float:
 
 
 def _csv(name: str, value: str) -> tuple[str, ...]:
+    """The non-empty items of a comma-separated ``value``, stripped."""
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
 def _text(name: str, value: str) -> str:
+    """``value`` stripped."""
     return value.strip()
 
 
 def _log_format(name: str, value: str) -> str:
+    """``value`` as one of LOG_FORMATS."""
     if value.strip().lower() not in LOG_FORMATS:
         raise ConfigError(f"{name} must be text or json, got {value!r}")
     return value.strip().lower()

@@ -42,12 +42,12 @@ DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
 
 
 def database_error(error: SQLAlchemyError) -> Response:
-    """503 ``Database unavailable`` in one log line; any other database error a 500 whose log
-    names the error class and code but never its message.
+    """503 ``Database unavailable`` in one log line; any other database error a 500.
 
-    psycopg2 binds parameters into the SQL text, and PostgreSQL quotes that text (``LINE 1:
-    ... 'Иванов'``) and the values (``DETAIL: Key (...)=(...)``) in its messages, so messages
-    of failed statements are never logged.
+    The 500's log names the error class and code but never its message: psycopg2 binds
+    parameters into the SQL text, and PostgreSQL quotes that text (``LINE 1: ... 'Иванов'``)
+    and the values (``DETAIL: Key (...)=(...)``) in its messages, so messages of failed
+    statements are never logged.
     """
     with suppress(SQLAlchemyError):
         db.session.rollback()

@@ -46,8 +46,11 @@ class RequestIdFilter(logging.Filter):
 
 
 class RedactRequests(logging.Filter):
-    """Keeps request lines out of gunicorn's error lines: a refused request is logged with the
-    reason only (gunicorn quotes the raw line, search words and all), a failed one by its path."""
+    """Keeps request lines out of gunicorn's error lines.
+
+    A refused request is logged with the reason only (gunicorn quotes the raw line, search words
+    and all), a failed one by its path.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = str(record.msg)
@@ -73,10 +76,14 @@ def formatter(log_format: str) -> logging.Formatter:
 
 
 def gunicorn_logging(log_format: str, error_log: str, access_log: str) -> dict[str, Any]:
-    """gunicorn's ``logconfig_dict``: its error lines and the app's go to ``error_log``, its
-    access lines to ``access_log`` ("-" = stderr, else a file), all in one format."""
+    """gunicorn's ``logconfig_dict``: error and access lines, in one format.
+
+    gunicorn's error lines and the app's go to ``error_log``, its access lines to ``access_log``
+    ("-" = stderr, else a file).
+    """
 
     def handler(destination: str) -> dict[str, Any]:
+        """A handler writing to ``destination``, formatted and filtered as every line is."""
         where = (
             {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
             if destination == "-"
@@ -105,14 +112,17 @@ def assign_request_id() -> None:
 
 
 def echo_request_id(response: Response) -> Response:
-    """Return the request id to the client (and to gunicorn's access log)."""
+    """Send the request id back to the client (and to gunicorn's access log)."""
     response.headers[REQUEST_ID_HEADER] = g.get("request_id") or uuid.uuid4().hex
     return response
 
 
 def register_logging(app: Flask) -> None:
-    """Log at ``MEDSCAN_LOG_LEVEL`` in ``MEDSCAN_LOG_FORMAT`` (to stderr, unless gunicorn has
-    set up logging already); request ids on every line and every response."""
+    """Log at ``MEDSCAN_LOG_LEVEL`` in ``MEDSCAN_LOG_FORMAT``, request ids on every line.
+
+    Lines go to stderr unless gunicorn has set up logging already; every response carries its
+    request id.
+    """
     level = app.config["MEDSCAN_LOG_LEVEL"].upper()
     root = logging.getLogger()
     if not any(isinstance(f, RequestIdFilter) for h in root.handlers for f in h.filters):

@@ -68,8 +68,10 @@ def utcnow() -> datetime:
 
 
 def iso_utc(moment: datetime) -> str:
-    """ISO 8601 UTC with a ``Z`` suffix, as the API and the reports write times; a naive
-    datetime is taken to be UTC already."""
+    """ISO 8601 UTC with a ``Z`` suffix, as the API and the reports write times.
+
+    A naive datetime is taken to be UTC already.
+    """
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -257,23 +259,6 @@ class BulkRun(db.Model):
         Index("ix_bulk_runs_status", "status"),
         Index("ix_bulk_runs_request_id_created_at_id", "request_id", "created_at", "id"),
     )
-
-    @property
-    def model(self) -> dict | None:
-        """``{name, version, threshold}`` of the model that made the report (None before)."""
-        if self.model_name is None:
-            return None
-        return {"name": self.model_name, "version": self.model_version, "threshold": self.threshold}
-
-    @property
-    def progress(self) -> dict:
-        """``{done, total}``: studies analysed / found (total None until unpacked)."""
-        return {"done": self.progress_done, "total": self.progress_total}
-
-    @property
-    def rows(self) -> list[dict]:
-        """The report rows in order, each with its ``error`` (None on Success)."""
-        return [{**item.report, "error": item.error} for item in self.items]
 
 
 class RunChildMixin:

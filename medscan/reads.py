@@ -5,20 +5,24 @@ on its own snapshot, as it would under READ COMMITTED inside a transaction, with
 and ROLLBACK round trips around it and without the ORM session's per-request bookkeeping.
 Where two values must agree (a page and its total, a total and the version it was counted at)
 one statement reads both.
-The rule: a GET reads only through this module (``read_one_or_404``, ``PageQuery``), with
-Core statements naming the columns it needs; ``db.session`` is for writes and for the reads a
-write depends on (``api.get_or_404`` before a change), inside the write's transaction.
-Writes keep ``db.session`` and its transactions. SQLite needs no second engine: its driver
-starts no transaction for a SELECT.
+The rule: a GET reads only through this module (``read_one_or_404``, ``read_connection``,
+``PageQuery``), with Core statements naming the columns it needs, and answers with the rows as
+read (the response schema shapes them; no ORM object is built from a row). ``db.session`` is for
+writes and for the reads a write depends on (``api.get_or_404`` before a change), inside the
+write's transaction. One exception: an answer too large for memory (a run's report) is read by
+``stream_rows`` through a server-side cursor, which needs a transaction, so on the default
+engine. Writes keep ``db.session`` and its transactions. SQLite needs no second engine: its
+driver starts no transaction for a SELECT.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import marshmallow as ma
 from flask import abort
-from sqlalchemy import Column, Connection, Engine, Executable, RowMapping, Table
+from sqlalchemy import Column, Connection, Engine, Executable, Row, RowMapping, Table
 from sqlalchemy.engine import make_url
 
 from medscan.api import parse_uuid
@@ -29,6 +33,8 @@ READS_BIND = "reads"
 
 # Seconds a PostgreSQL connection attempt may take before the request answers 503.
 CONNECT_TIMEOUT_S = 5
+# Rows a streamed read holds in memory at a time.
+STREAM_BATCH = 1000
 
 
 def engine_options(database_uri: str, lock_timeout_s: int, statement_timeout_s: int) -> dict:
@@ -54,8 +60,10 @@ def engine_options(database_uri: str, lock_timeout_s: int, statement_timeout_s: 
 
 
 def reads_binds(database_uri: str, options: dict) -> dict[str, dict[str, Any]]:
-    """``SQLALCHEMY_BINDS`` for ``database_uri``: an autocommit ``reads`` engine on PostgreSQL,
-    with the same ``options`` as the default engine."""
+    """``SQLALCHEMY_BINDS`` for ``database_uri``: an autocommit ``reads`` engine on PostgreSQL.
+
+    It has the same ``options`` as the default engine.
+    """
     if make_url(database_uri).get_backend_name() != "postgresql":
         return {}
     return {READS_BIND: {**options, "url": database_uri, "isolation_level": "AUTOCOMMIT"}}
@@ -86,3 +94,13 @@ def read_one_or_404(statement: Executable, raw_id: str, message: str) -> RowMapp
     if row is None:
         abort(404, message)
     return row
+
+
+def stream_rows(statement: Executable, params: Mapping[str, Any]) -> Iterator[Row]:
+    """The rows of ``statement``, fetched a batch at a time, on a connection of the default engine.
+
+    The connection (and its transaction, which the cursor needs) lasts until the rows are
+    exhausted or the iterator is closed.
+    """
+    with db.engine.connect() as connection:
+        yield from connection.execute(statement.execution_options(yield_per=STREAM_BATCH), params)

@@ -75,6 +75,7 @@ class TimedInput:
         self._framing_errors = _framing_errors()
 
     def _guarded(self, read: Callable[..., Any], *args: Any) -> Any:
+        """``read(*args)``, a stall raised as 408 and broken framing as 400."""
         try:
             return read(*args)
         except TimeoutError:

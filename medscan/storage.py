@@ -45,6 +45,8 @@ SCAN_FILE_NAME = re.compile(r"[0-9a-f]{32}")
 # Journal rows and ids are handled this many at a time (one IN list each).
 BATCH = 1000
 
+STORAGE_EXTENSION = "medscan.storage"
+
 
 class ScanStorage:
     """Files under ``root/<2 hex>/<scan id hex>``; uploads spool in ``root/.incoming``."""
@@ -87,8 +89,8 @@ class ScanStorage:
 
 
 def scan_storage() -> ScanStorage:
-    """The storage of the current app (its folders are made at start)."""
-    return ScanStorage(current_app.config["MEDSCAN_STORAGE_DIR"])
+    """The storage of the current app, built at start (``register_storage``)."""
+    return current_app.extensions[STORAGE_EXTENSION]
 
 
 def complete_deletions(storage: ScanStorage, scan_ids: Iterable[uuid.UUID] | None = None) -> int:
@@ -110,6 +112,7 @@ def complete_deletions(storage: ScanStorage, scan_ids: Iterable[uuid.UUID] | Non
 
 
 def _complete(storage: ScanStorage, scan_ids: list[uuid.UUID]) -> int:
+    """Remove the files of journaled deletions, then their journal rows; how many rows went."""
     storage.remove(scan_ids)  # first the files, then the journal rows that vouch for them
     result = db.session.execute(
         delete(ScanFileDeletion).where(ScanFileDeletion.scan_id.in_(scan_ids))
@@ -151,11 +154,12 @@ class StorageCheck:
 def check_storage(
     storage: ScanStorage, *, repair: bool, grace_s: float, guard_empty: bool = False
 ) -> StorageCheck:
-    """Compare scan rows with stored files; with ``repair``, complete journaled deletions and
-    remove files without rows older than ``grace_s`` seconds.
+    """Compare scan rows with stored files; with ``repair``, also put them back in step.
 
-    ``guard_empty`` (the automatic sweep) refuses to remove anything while the scans table is
-    empty but files are stored: that looks like the wrong database, not like orphans.
+    Repairing completes journaled deletions and removes files without rows older than
+    ``grace_s`` seconds. ``guard_empty`` (the automatic sweep) refuses to remove anything
+    while the scans table is empty but files are stored: that looks like the wrong database,
+    not like orphans.
     Memory stays flat: one ``<2 hex>`` folder of files and its rows at a time.
     """
     check = StorageCheck()
@@ -203,6 +207,7 @@ def _still_missing(storage: ScanStorage, scan_ids: set[uuid.UUID]) -> list[uuid.
 
 
 def _row_exists(scan_id: uuid.UUID) -> bool:
+    """Whether the scan has a row."""
     return db.session.get(Scan, scan_id) is not None
 
 
@@ -244,7 +249,7 @@ def log_check(check: StorageCheck) -> None:
 
 def sweep_once(app: Flask) -> StorageCheck | None:
     """One automatic reconciliation, unless another process of this storage is doing one."""
-    storage = ScanStorage(app.config["MEDSCAN_STORAGE_DIR"])
+    storage: ScanStorage = app.extensions[STORAGE_EXTENSION]
     with app.app_context(), sweep_lock(storage) as locked:
         if not locked:
             return None
@@ -284,6 +289,7 @@ class StorageSweeper:
                 self._started.set()
 
     def _run(self) -> None:
+        """Sweep, then sleep ``interval_s`` (jittered), for as long as the process lives."""
         while True:
             try:
                 sweep_once(self.app)
@@ -293,8 +299,11 @@ class StorageSweeper:
 
 
 def register_sweeper(app: Flask) -> None:
-    """Reconcile storage in each server process from its first request on (not under TESTING,
-    where apps come and go by the hundred, nor in CLI commands, which serve no request)."""
+    """Reconcile storage in each server process from its first request on.
+
+    Not under TESTING, where apps come and go by the hundred, nor in CLI commands, which serve
+    no request.
+    """
     interval = app.config["MEDSCAN_STORAGE_SWEEP_S"]
     if interval and not app.testing:
         app.before_request(StorageSweeper(app, interval).start)

@@ -5,6 +5,10 @@ tmpfs), which would turn the final move into storage into a full copy. ``UploadR
 writes each part into a named temp file in ``request.upload_dir`` (the storage directory for
 scans, the work directory otherwise), computing SHA-256 and size on the way, so keeping the file
 is one rename. Every temp file not renamed by the view is removed when the request ends.
+
+A view taking an upload declares it with ``receives_uploads``: the folder, the body's limit and
+the 413 naming that limit. The request reads the declaration of the view it is routed to when it
+parses the body.
 """
 
 from __future__ import annotations
@@ -15,16 +19,23 @@ import os
 import re
 import tempfile
 import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Flask, Request, current_app, request
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser, MultiPartParser
 
+from medscan.analysis import analysis_service
+from medscan.config import MIB
 from medscan.server import BodyTimeout
 from medscan.workspace import owned_prefix
+
+ViewT = TypeVar("ViewT", bound=Callable[..., Any])
 
 
 class SpooledUpload:
@@ -78,7 +89,7 @@ class SpooledUpload:
 
 # Multipart bodies are read in 1 MiB pieces rather than werkzeug's 64 KiB: a 2 GB upload makes
 # 16x fewer trips through gunicorn's body reader and the multipart decoder (bench/README.md).
-UPLOAD_READ_SIZE = 2**20
+UPLOAD_READ_SIZE = MIB
 
 
 class FormTooLarge(HTTPException):
@@ -128,7 +139,7 @@ class LargeReadFormDataParser(FormDataParser):
         except BodyTooLarge:
             raise
         except RequestEntityTooLarge:
-            field_mb = (self.max_form_memory_size or 0) / 2**20
+            field_mb = (self.max_form_memory_size or 0) / MIB
             raise FormTooLarge(
                 f"Form too large: a text field holds at most {field_mb:g} MB and a form at "
                 f"most {self.max_form_parts} parts"
@@ -136,16 +147,93 @@ class LargeReadFormDataParser(FormDataParser):
         return stream, form, files
 
 
+@dataclass(frozen=True)
+class UploadPolicy:
+    """How a view receives uploads: file parts spool ``into()``, the body stops at the
+    ``max_mb`` setting (MB) with 413 ``too_large`` (``{max_mb}`` is the limit), SHA-256 or not."""
+
+    into: Callable[[], str | os.PathLike[str]]
+    max_mb: str
+    too_large: str
+    hashed: bool = True
+
+    def max_bytes(self) -> int:
+        """The largest body of the current app."""
+        return current_app.config[self.max_mb] * MIB
+
+    def body_too_large(self) -> BodyTooLarge:
+        """The 413 naming the current app's limit."""
+        return BodyTooLarge(self.too_large.format(max_mb=current_app.config[self.max_mb]))
+
+
+def receives_uploads(
+    *,
+    into: Callable[[], str | os.PathLike[str]],
+    max_mb: str,
+    too_large: str,
+    hashed: bool = True,
+) -> Callable[[ViewT], ViewT]:
+    """Declare that a view (a function, or a ``MethodView`` method) receives uploads (see
+    ``UploadPolicy``); the view itself is unchanged, so the decorator may sit anywhere in its stack.
+
+    ``hashed=False`` spares the SHA-256 (a third of the receive time at ~300 MiB/s) where
+    nothing keeps it (bulk archives).
+    """
+    policy = UploadPolicy(into, max_mb, too_large, hashed)
+
+    def declare(view: ViewT) -> ViewT:
+        view.upload_policy = policy  # type: ignore[attr-defined]
+        return view
+
+    return declare
+
+
 class UploadRequest(Request):
-    """A request whose file parts become ``SpooledUpload`` files in ``upload_dir``."""
+    """A request whose file parts become ``SpooledUpload`` files in ``upload_dir``, and whose
+    body is held to the ``UploadPolicy`` of its view."""
 
     form_data_parser_class = LargeReadFormDataParser
-    upload_dir: str | None = None
-    hash_uploads = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.spooled_uploads: list[SpooledUpload] = []
+
+    @cached_property
+    def upload_policy(self) -> UploadPolicy | None:
+        """What the view this request is routed to declared with ``receives_uploads``."""
+        view = current_app.view_functions.get(self.endpoint)
+        view_class = getattr(view, "view_class", None)
+        if view_class is not None:  # a MethodView: the declaration is on the method
+            view = getattr(view_class, self.method.lower(), None)
+        return getattr(view, "upload_policy", None)
+
+    @property
+    def max_content_length(self) -> int | None:
+        """The view's upload limit, else Flask's (``MAX_CONTENT_LENGTH``)."""
+        if self.upload_policy is None:
+            return super().max_content_length
+        return self.upload_policy.max_bytes()
+
+    @property
+    def upload_dir(self) -> str:
+        """Where file parts spool: the view's folder, else the work folder."""
+        if self.upload_policy is None:
+            return str(analysis_service().work_folder)
+        return str(self.upload_policy.into())
+
+    @property
+    def hash_uploads(self) -> bool:
+        """Whether the view's file parts are hashed (``SpooledUpload.sha256``)."""
+        return self.upload_policy is None or self.upload_policy.hashed
+
+    def _load_form_data(self) -> None:
+        """Parse the body; a body over the view's limit is the 413 naming that limit."""
+        try:
+            super()._load_form_data()
+        except RequestEntityTooLarge:
+            if self.upload_policy is None:
+                raise
+            raise self.upload_policy.body_too_large() from None
 
     def _get_file_stream(
         self,
@@ -154,9 +242,7 @@ class UploadRequest(Request):
         filename: str | None = None,
         content_length: int | None = None,
     ) -> SpooledUpload:
-        upload = SpooledUpload(
-            self.upload_dir or current_app.config["MEDSCAN_WORK_DIR"], hashed=self.hash_uploads
-        )
+        upload = SpooledUpload(self.upload_dir, hashed=self.hash_uploads)
         self.spooled_uploads.append(upload)
         return upload
 
@@ -174,19 +260,6 @@ def client_file_name(file: FileStorage) -> str:
     sent = raw.group(1).replace('\\"', '"') if raw else file.filename
     name = PureWindowsPath(PurePosixPath(sent or "").name).name
     return "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()[:255]
-
-
-def receive_uploads_into(
-    directory: str | os.PathLike[str], max_mb: int, *, hashed: bool = True
-) -> None:
-    """Before the body is read: spool file parts into ``directory``; cap the body at ``max_mb``.
-
-    ``hashed=False`` spares the SHA-256 (a third of the receive time at ~300 MiB/s) where
-    nothing keeps it (bulk archives).
-    """
-    request.upload_dir = str(directory)
-    request.hash_uploads = hashed
-    request.max_content_length = max_mb * 2**20
 
 
 def discard_uploads(exc: BaseException | None = None) -> None:

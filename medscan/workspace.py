@@ -45,10 +45,11 @@ def work_dir(base: Path) -> Iterator[Path]:
 
 
 def sweep_stale_work_dirs(base: Path) -> int:
-    """Remove ``medscan-<pid>-*`` work directories and spooled upload files under ``base`` whose
-    owning process is gone; return how many.
+    """Remove what dead processes left under ``base``; return how many entries went.
 
-    A recycled pid keeps a stale entry until that process ends too (erring towards keeping).
+    Those are the ``medscan-<pid>-*`` work directories and spooled upload files whose owning
+    process is gone. A recycled pid keeps a stale entry until that process ends too (erring
+    towards keeping).
     """
     if not base.is_dir():
         return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import threading
 import time
 import uuid
@@ -18,12 +17,21 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, delete, select
+from sqlalchemy import create_engine, delete
 
 from medscan.extensions import db
 from medscan.models import Patient, Scan, ScanFileDeletion
-from medscan.storage import ScanStorage, sweep_once
+from medscan.storage import sweep_once
 from tests.dicom_factory import write_ct_file
+from tests.helpers import (
+    age,
+    assert_consistent,
+    delete_rows_as_a_killed_worker,
+    journal,
+    row_ids,
+    storage_of,
+    stored_ids,
+)
 
 PATIENTS = "/api/v1/patients"
 SCANS = "/api/v1/scans"
@@ -56,44 +64,6 @@ def create_patient(client, name: str = "Иван") -> str:
 def upload(client, patient_id: str, content: bytes):
     data = {"patient_id": patient_id, "file": (io.BytesIO(content), "Иванов КТ.dcm")}
     return client.post(SCANS, data=data, content_type="multipart/form-data")
-
-
-def storage_of(app: Flask) -> ScanStorage:
-    return ScanStorage(app.config["MEDSCAN_STORAGE_DIR"])
-
-
-def stored_ids(app: Flask, spooled: bool = False) -> set[str]:
-    """Ids of the scan files in storage; fails on any other file left (spooled uploads),
-    unless ``spooled`` lets them by."""
-    root = Path(app.config["MEDSCAN_STORAGE_DIR"])
-    files = [p for p in root.rglob("*") if p.is_file() and p.name != ".sweep.lock"]
-    scans = [p for p in files if p.parent.parent == root and p.parent.name == p.name[:2]]
-    assert spooled or scans == files, files
-    return {str(uuid.UUID(p.name)) for p in scans}
-
-
-def row_ids(app: Flask) -> set[str]:
-    with app.app_context():
-        ids = {str(scan_id) for scan_id in db.session.scalars(select(Scan.id))}
-        db.session.remove()
-    return ids
-
-
-def journal(app: Flask) -> set[str]:
-    with app.app_context():
-        ids = {str(scan_id) for scan_id in db.session.scalars(select(ScanFileDeletion.scan_id))}
-        db.session.remove()
-    return ids
-
-
-def assert_consistent(app: Flask) -> None:
-    assert stored_ids(app) == row_ids(app)
-    assert journal(app) == set()
-
-
-def age(path: Path, seconds: float) -> None:
-    past = time.time() - seconds
-    os.utime(path, (past, past))
 
 
 # --- races ------------------------------------------------------------------------------------
@@ -184,14 +154,6 @@ def test_deletes_racing_analyses_and_uploads_stay_consistent(app, ct_bytes):
 
 
 # --- what a process killed at the dangerous moment leaves ---------------------------------
-
-
-def delete_rows_as_a_killed_worker(app: Flask, statement) -> None:
-    """Commit a deletion and stop there: the process died before unlinking anything."""
-    with app.app_context():
-        db.session.execute(statement)
-        db.session.commit()
-        db.session.remove()
 
 
 def test_scan_deletion_interrupted_after_commit_is_completed_by_the_sweep(app, ct_bytes):

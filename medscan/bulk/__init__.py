@@ -1,0 +1,1 @@
+"""Bulk runs: a ZIP of studies in, a triage report (XLSX, CSV) out, synchronously or queued."""

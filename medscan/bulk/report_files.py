@@ -2,7 +2,7 @@
 
 Entry names are attacker-controlled. XLSX text cells are always stored as strings, never as
 formulas or error values, and characters XML cannot carry become U+FFFD in both formats (the
-same path reads the same everywhere). CSV cells get the `'` prefix of `ReportRow.csv_cells`.
+same path reads the same everywhere). CSV cells get the ``'`` prefix of ``ReportRow.csv_cells``.
 Both writers stream: the workbook is written in openpyxl's write-only mode, so memory stays flat
 however many rows there are.
 """
@@ -65,10 +65,10 @@ def write_xlsx(
     errors: Iterable[ErrorLine],
     about: Mapping[str, object],
 ) -> None:
-    """Write the report workbook to `target`, consuming `rows`, then `errors`, once each.
+    """Write the report workbook to ``target``, consuming ``rows``, then ``errors``, once each.
 
-    `about` must hold every key of ABOUT_KEYS (None makes an empty cell; other keys are ignored).
-    Nothing is written to `target` before all rows are in; if anything fails, openpyxl's
+    ``about`` must hold every key of ABOUT_KEYS (None makes an empty cell; other keys are ignored).
+    Nothing is written to ``target`` before all rows are in; if anything fails, openpyxl's
     temporary sheet files are removed before the exception propagates.
     """
     missing = [key for key in ABOUT_KEYS if key not in about]
@@ -99,7 +99,7 @@ def csv_lines(rows: Iterable[ReportRow]) -> Iterator[str]:
 
 
 class _Echo:
-    """A file-like sink whose `write` returns the text, so `csv.writer.writerow` returns a line."""
+    """A sink whose ``write`` returns its text, so ``csv.writer.writerow`` returns the line."""
 
     def write(self, text: str) -> str:
         return text
@@ -111,7 +111,7 @@ def _add_sheet(
     header: Iterable[str],
     values: Iterable[Iterable[object]],
 ) -> None:
-    """Append a sheet with a bold, frozen header row, then one row per item of `values`."""
+    """Append a sheet with a bold, frozen header row, then one row per item of ``values``."""
     sheet = workbook.create_sheet(title)
     sheet.freeze_panes = "A2"
     header_cells = []
@@ -128,7 +128,7 @@ def _add_sheet(
 
 
 def _cell(sheet: WriteOnlyWorksheet, value: object) -> object:
-    """Return `value` as openpyxl should store it: numbers and None native, all else as text."""
+    """``value`` as openpyxl should store it: numbers and None native, all else as text."""
     if value is None or isinstance(value, int | float):
         return value
     if isinstance(value, datetime):

@@ -14,21 +14,20 @@ from typing import BinaryIO
 from flask import current_app, g, request, send_file
 from flask.views import MethodView
 from flask_smorest import abort as abort_with_headers
-from sqlalchemy import bindparam, select
+from sqlalchemy import RowMapping, bindparam, select
 from werkzeug.datastructures import FileStorage
-from werkzeug.exceptions import RequestEntityTooLarge
 
-from medscan.analysis import current_model, unpack_limits
+from medscan.analysis import analysis_service
 from medscan.analyzer.report import ReportRow
 from medscan.api import (
     LOCATION,
     Blueprint,
-    api,
     content_disposition,
     download_type,
     get_or_404,
     location_of,
 )
+from medscan.bulk.queue import QueueUnavailable, enqueue, queue_configured
 from medscan.bulk.report_files import ErrorLine, csv_lines, write_xlsx
 from medscan.bulk.runs import about_sheet, error_lines, report_rows
 from medscan.bulk.schemas import (
@@ -58,20 +57,35 @@ from medscan.bulk.tracking import (
 from medscan.extensions import db
 from medscan.models import BulkRun, BulkRunItem, BulkRunSkippedFile
 from medscan.paging import PageQuery
-from medscan.queue import QueueUnavailable, enqueue, queue_configured
+from medscan.reads import read_connection, read_one_or_404, stream_rows
 from medscan.safezip import ArchiveError, NotAZip, check_zip
 from medscan.schemas import IdSchema
-from medscan.uploads import SpooledUpload, client_file_name, receive_uploads_into
-from medscan.workspace import sweep_stale_work_dirs, work_dir
+from medscan.uploads import SpooledUpload, client_file_name, receives_uploads
+from medscan.workspace import sweep_stale_work_dirs
 
 bp = Blueprint("bulk", __name__, url_prefix="/api/bulk-runs", description="Bulk runs")
 
 NOT_FOUND = "Run not found"
+TOO_LARGE = "ZIP too large. Max {max_mb} MB"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV = "text/csv"
-SUMMARY_COLUMNS = list(BulkRun.__table__.c)
-ALL_RUNS = PageQuery(SUMMARY_COLUMNS)
-RUNS_OF_REQUEST = PageQuery(SUMMARY_COLUMNS, [BulkRun.request_id == bindparam("request_id")])
+# What a run shows (BulkRunSchema): every column but the heartbeat.
+RUN_COLUMNS = [column for column in BulkRun.__table__.c if column.key != "heartbeat_at"]
+RUN_BY_ID = select(*RUN_COLUMNS).where(BulkRun.id == bindparam("id"))
+ALL_RUNS = PageQuery(RUN_COLUMNS)
+RUNS_OF_REQUEST = PageQuery(RUN_COLUMNS, [BulkRun.request_id == bindparam("request_id")])
+# A run's report rows, its Failure rows and its skipped files, in order.
+RUN_ITEMS = (
+    select(BulkRunItem.report, BulkRunItem.error)
+    .where(BulkRunItem.run_id == bindparam("id"))
+    .order_by(BulkRunItem.position)
+)
+RUN_FAILURES = RUN_ITEMS.where(BulkRunItem.error.is_not(None))
+RUN_SKIPPED_FILES = (
+    select(BulkRunSkippedFile.path, BulkRunSkippedFile.reason)
+    .where(BulkRunSkippedFile.run_id == bindparam("id"))
+    .order_by(BulkRunSkippedFile.position)
+)
 NOT_FINISHED = "Run not finished"
 QUEUE_UNAVAILABLE = "Queue unavailable"
 # Seconds a client is asked to wait: before polling an unfinished run's report again, and after
@@ -81,33 +95,15 @@ QUEUE_RETRY_AFTER_S = 10
 
 
 @bp.before_request
-def stream_archive_uploads() -> None:
-    """Archives spool into the work folder and stop at ``MEDSCAN_MAX_BULK_MB``."""
-    if request.endpoint == "bulk.BulkRunCollection" and request.method == "POST":
-        receive_uploads_into(
-            current_app.config["MEDSCAN_WORK_DIR"],
-            current_app.config["MEDSCAN_MAX_BULK_MB"],
-            hashed=False,
-        )
-
-
-@bp.before_request
 def reap_lost_runs() -> None:
     """Runs whose worker died are failed within MEDSCAN_RUN_LOST_S, workers or not."""
     reap_when_due(current_app._get_current_object())
 
 
-@bp.errorhandler(RequestEntityTooLarge)
-def archive_too_large(error: RequestEntityTooLarge):
-    """413 for a body over the limit, naming the limit."""
-    limit = current_app.config["MEDSCAN_MAX_BULK_MB"]
-    return api.handle_http_exception(RequestEntityTooLarge(f"ZIP too large. Max {limit} MB"))
-
-
 def run_archive(archive: Path, file_name: str, progress: Callable[[int, int], None]) -> BulkResult:
     """Unpack and analyse ``archive`` in a work folder that is removed whatever happens."""
-    work_base = Path(current_app.config["MEDSCAN_WORK_DIR"])
-    sweep_stale_work_dirs(work_base)
+    service = analysis_service()
+    sweep_stale_work_dirs(service.work_folder)
     started = time.perf_counter()
 
     def log_progress(done: int, total: int) -> None:
@@ -116,14 +112,14 @@ def run_archive(archive: Path, file_name: str, progress: Callable[[int, int], No
         current_app.logger.info("bulk run: study %d/%d, %.1f s", done, total, elapsed)
         progress(done, total)
 
-    with work_dir(work_base) as folder:
+    with service.work_dir() as folder:
         return process_archive(
             archive,
             folder,
             archive_name=file_name,
-            limits=unpack_limits(),
-            model=current_model(),
-            threshold=current_app.config["MEDSCAN_THRESHOLD"],
+            limits=service.limits,
+            model=service.model,
+            threshold=service.threshold,
             progress=log_progress,
         )
 
@@ -138,7 +134,7 @@ def prefers_async() -> bool:
 
 def run_synchronously(archive: Path, file_name: str) -> BulkRun:
     """Work on the archive in this request, the run visible as ``running`` meanwhile."""
-    run = new_run(file_name, RUNNING, g.request_id, current_model())
+    run = new_run(file_name, RUNNING, g.request_id, analysis_service())
     try:
         with Tracker(current_app._get_current_object(), run.id) as tracker:
             result = run_archive(archive, file_name, tracker.progress)
@@ -201,14 +197,17 @@ class BulkRunCollection(MethodView):
     def get(self, args: dict):
         """List runs (without their rows), newest first; ``request_id`` finds a client's run."""
         if args.get("request_id") is not None:
-            page = RUNS_OF_REQUEST.fetch(
+            return RUNS_OF_REQUEST.fetch(
                 args["limit"], args["offset"], request_id=args["request_id"]
             )
-        else:
-            page = ALL_RUNS.fetch(args["limit"], args["offset"])
-        # Unsaved model objects dump ``model`` ({name, version, threshold}) as a run does.
-        return {**page, "items": [BulkRun(**run) for run in page["items"]]}
+        return ALL_RUNS.fetch(args["limit"], args["offset"])
 
+    @receives_uploads(
+        into=lambda: analysis_service().work_folder,
+        max_mb="MEDSCAN_MAX_BULK_MB",
+        too_large=TOO_LARGE,
+        hashed=False,
+    )
     @bp.doc(operationId="createBulkRun")
     @bp.arguments(BulkUploadSchema(), location="multipart")
     @bp.response(201, IdSchema)
@@ -220,7 +219,7 @@ class BulkRunCollection(MethodView):
     )
     @bp.alt_response(
         413,
-        message="ZIP too large. Max 4096 MB",
+        message=TOO_LARGE.format(max_mb=4096),
         description="Body over MEDSCAN_MAX_BULK_MB, or over an unpack limit",
     )
     @bp.alt_response(
@@ -235,7 +234,7 @@ class BulkRunCollection(MethodView):
         file_name = client_file_name(upload)
         if not file_name.lower().endswith(".zip"):
             raise NotAZip(detail=f"file name {file_name!r}")
-        check_zip(upload.stream.path, unpack_limits())
+        check_zip(upload.stream.path, analysis_service().limits)
         if prefers_async() and queue_configured():
             run = queue_run(upload, file_name)
             headers = location_of("bulk.BulkRunItemView", run_id=run.id)
@@ -253,7 +252,13 @@ class BulkRunItemView(MethodView):
     @bp.alt_response(404, message=NOT_FOUND)
     def get(self, run_id: str):
         """A run with its status, progress, every report row with its error, and skipped files."""
-        return get_or_404(BulkRun, run_id, NOT_FOUND)
+        run = read_one_or_404(RUN_BY_ID, run_id, NOT_FOUND)
+        # Read after the run: one read as succeeded has every row (stored in the same commit).
+        with read_connection() as connection:
+            items = connection.execute(RUN_ITEMS, {"id": run["id"]}).all()
+            skipped = connection.execute(RUN_SKIPPED_FILES, {"id": run["id"]}).mappings().all()
+        rows = [{**report, "error": error} for report, error in items]
+        return {**run, "items": rows, "skipped_files": skipped}
 
     @bp.doc(operationId="deleteBulkRun")
     @bp.response(204)
@@ -272,44 +277,31 @@ class BulkRunItemView(MethodView):
             remove_folder(run.id)
 
 
-def finished_run_or_409(run_id: str) -> BulkRun:
-    """The run, if it has succeeded; else 409 (with Retry-After while it may still)."""
-    run = get_or_404(BulkRun, run_id, NOT_FOUND)
-    if run.status != SUCCEEDED:
-        headers = {"Retry-After": str(POLL_AFTER_S)} if run.status in ACTIVE else {}
+def finished_run_or_409(run_id: str) -> RowMapping:
+    """The run's columns, if it has succeeded; else 409 (with Retry-After while it may still)."""
+    run = read_one_or_404(RUN_BY_ID, run_id, NOT_FOUND)
+    if run["status"] != SUCCEEDED:
+        headers = {"Retry-After": str(POLL_AFTER_S)} if run["status"] in ACTIVE else {}
         abort_with_headers(409, message=NOT_FINISHED, headers=headers)
     return run
 
 
-def stream(query) -> Iterator:
-    """Rows of ``query`` fetched a batch at a time, so a large run never sits in memory."""
-    return db.session.execute(query.execution_options(yield_per=1000))
+def stored_rows(run_id: uuid.UUID) -> Iterator[ReportRow]:
+    """The run's report rows, in order, read a batch at a time."""
+    return report_rows(report for report, _ in stream_rows(RUN_ITEMS, {"id": run_id}))
 
 
-def stored_rows(run: BulkRun) -> Iterator[ReportRow]:
-    """The run's report rows, in order."""
-    query = select(BulkRunItem.report).where(BulkRunItem.run_id == run.id)
-    return report_rows(report for (report,) in stream(query.order_by(BulkRunItem.position)))
-
-
-def stored_error_lines(run: BulkRun) -> Iterator[ErrorLine]:
-    """The run's Failure rows, then its skipped files."""
-    failures = select(BulkRunItem.report, BulkRunItem.error).where(
-        BulkRunItem.run_id == run.id, BulkRunItem.error.is_not(None)
-    )
-    skipped = select(BulkRunSkippedFile.path, BulkRunSkippedFile.reason).where(
-        BulkRunSkippedFile.run_id == run.id
-    )
+def stored_error_lines(run_id: uuid.UUID) -> Iterator[ErrorLine]:
+    """The run's Failure rows, then its skipped files, read a batch at a time."""
     return error_lines(
-        stream(failures.order_by(BulkRunItem.position)),
-        stream(skipped.order_by(BulkRunSkippedFile.position)),
+        stream_rows(RUN_FAILURES, {"id": run_id}), stream_rows(RUN_SKIPPED_FILES, {"id": run_id})
     )
 
 
 def report_file(name: str, mimetype: str, write: Callable[[BinaryIO], None]):
     """Send what ``write`` puts in a temp file: the report is never held whole in memory."""
     # An anonymous temp file: already gone from the disk, freed when the response closes it.
-    handle = tempfile.TemporaryFile(dir=current_app.config["MEDSCAN_WORK_DIR"])  # noqa: SIM115
+    handle = tempfile.TemporaryFile(dir=analysis_service().work_folder)  # noqa: SIM115
     try:
         write(handle)
         handle.flush()  # a full disk shows here at the latest (503, errors.disk_full)
@@ -326,6 +318,7 @@ def report_route(file: str, operation_id: str, content_type: str, description: s
     """Route and document a report download of a run (404, and 409 until it has succeeded)."""
 
     def register(view):
+        """``view`` routed and documented."""
         for decorate in (
             bp.alt_response(
                 409,
@@ -350,10 +343,10 @@ def report_xlsx(run_id: str):
     """The report as XLSX: sheets Report, Errors and About."""
     run = finished_run_or_409(run_id)
     return report_file(
-        f"bulk_report_{run.id}.xlsx",
+        f"bulk_report_{run['id']}.xlsx",
         XLSX,
         lambda handle: write_xlsx(
-            handle, stored_rows(run), stored_error_lines(run), about_sheet(run)
+            handle, stored_rows(run["id"]), stored_error_lines(run["id"]), about_sheet(run)
         ),
     )
 
@@ -363,7 +356,9 @@ def report_csv(run_id: str):
     """The report as CSV (UTF-8)."""
     run = finished_run_or_409(run_id)
     return report_file(
-        f"bulk_report_{run.id}.csv",
+        f"bulk_report_{run['id']}.csv",
         CSV,  # werkzeug adds "; charset=utf-8"
-        lambda handle: handle.writelines(line.encode() for line in csv_lines(stored_rows(run))),
+        lambda handle: handle.writelines(
+            line.encode() for line in csv_lines(stored_rows(run["id"]))
+        ),
     )

@@ -1,16 +1,17 @@
-"""A processed archive as rows: counts and child rows (stored by a run), or a ``BulkRun`` (CLI)."""
+"""A processed archive as a run's rows (stored by a run, kept in memory by the CLI), and back."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
+from typing import Any
 
 from medscan.analyzer.model import Model
 from medscan.analyzer.report import FAILURE, SUCCESS, ReportRow
 from medscan.bulk.report_files import SKIPPED, ErrorLine
 from medscan.bulk.studies import BulkResult
-from medscan.models import BulkRun, BulkRunItem, BulkRunSkippedFile, utcnow
+from medscan.models import utcnow
 
 
 def result_counts(result: BulkResult) -> dict[str, int]:
@@ -37,41 +38,36 @@ def child_rows(run_id: uuid.UUID, result: BulkResult) -> tuple[list[dict], list[
     return items, skipped
 
 
-def build_run(
+def finished_run(
     result: BulkResult, *, file_name: str, created_at: datetime, model: Model, threshold: float
-) -> BulkRun:
-    """A new run holding the result's rows and skipped files, finished now (kept in memory)."""
-    run_id = uuid.uuid4()
-    items, skipped = child_rows(run_id, result)
-    return BulkRun(
-        id=run_id,
-        file_name=file_name,
-        created_at=created_at,
-        finished_at=utcnow(),
-        status="succeeded",
-        model_name=model.name,
-        model_version=model.version,
-        threshold=threshold,
-        items=[BulkRunItem(**item) for item in items],
-        skipped_files=[BulkRunSkippedFile(**skip) for skip in skipped],
-        **result_counts(result),
-    )
-
-
-def about_sheet(run: BulkRun) -> dict:
-    """The About sheet: which run, which archive, which model."""
+) -> dict[str, Any]:
+    """The ``bulk_runs`` columns a report needs of a run that made ``result``, finished now."""
     return {
-        "run_id": str(run.id),
-        "file_name": run.file_name,
-        "created_at": run.created_at,
-        "finished_at": run.finished_at,
-        "studies": run.studies,
-        "succeeded": run.succeeded,
-        "failed": run.failed,
-        "skipped": run.skipped,
-        "model": run.model_name,
-        "model_version": run.model_version,
-        "threshold": run.threshold,
+        "id": uuid.uuid4(),
+        "file_name": file_name,
+        "created_at": created_at,
+        "finished_at": utcnow(),
+        "model_name": model.name,
+        "model_version": model.version,
+        "threshold": threshold,
+        **result_counts(result),
+    }
+
+
+def about_sheet(run: Mapping[str, Any]) -> dict:
+    """The About sheet of a run's ``bulk_runs`` columns: which run, which archive, which model."""
+    return {
+        "run_id": str(run["id"]),
+        "file_name": run["file_name"],
+        "created_at": run["created_at"],
+        "finished_at": run["finished_at"],
+        "studies": run["studies"],
+        "succeeded": run["succeeded"],
+        "failed": run["failed"],
+        "skipped": run["skipped"],
+        "model": run["model_name"],
+        "model_version": run["model_version"],
+        "threshold": run["threshold"],
     }
 
 

@@ -1,6 +1,9 @@
-"""Bulk run response schemas."""
+"""Bulk run request and response schemas."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import marshmallow as ma
 
@@ -32,7 +35,7 @@ class ProgressSchema(ma.Schema):
 
 
 class BulkRunSchema(ma.Schema):
-    """A run without its rows."""
+    """A run without its rows, dumped from its ``bulk_runs`` columns."""
 
     id = ma.fields.UUID(required=True, metadata={"example": EXAMPLE_ID})
     file_name = ma.fields.String(required=True, metadata={"example": "batch_2025-09.zip"})
@@ -77,6 +80,19 @@ class BulkRunSchema(ma.Schema):
         metadata={"description": "null until the run has started"},
     )
 
+    @ma.pre_dump
+    def nest_columns(self, run: Mapping[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Nest the ``progress_*`` columns as ``progress`` and the model's as ``model``."""
+        model = None
+        if run["model_name"] is not None:
+            model = {
+                "name": run["model_name"],
+                "version": run["model_version"],
+                "threshold": run["threshold"],
+            }
+        progress = {"done": run["progress_done"], "total": run["progress_total"]}
+        return {**run, "progress": progress, "model": model}
+
 
 class SkippedFileSchema(ma.Schema):
     """A file of the archive that made no row, and why (the Errors sheet's Skipped lines)."""
@@ -101,7 +117,7 @@ BulkItemSchema = ma.Schema.from_dict(
 class BulkRunDetailSchema(BulkRunSchema):
     """A run with its report rows, in report order."""
 
-    items = ma.fields.List(ma.fields.Nested(BulkItemSchema), required=True, attribute="rows")
+    items = ma.fields.List(ma.fields.Nested(BulkItemSchema), required=True)
     skipped = ma.fields.List(
         ma.fields.Nested(SkippedFileSchema), required=True, attribute="skipped_files"
     )

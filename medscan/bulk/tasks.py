@@ -1,4 +1,4 @@
-"""The work of an asynchronous bulk run, as a queue worker does it (medscan.queue)."""
+"""The work of an asynchronous bulk run, as a queue worker does it (medscan.bulk.queue)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import uuid
 
 from flask import current_app
 
-from medscan.analysis import current_model, unpack_limits
+from medscan.analysis import analysis_service
 from medscan.bulk.studies import process_archive
 from medscan.bulk.tracking import (
     ARCHIVE,
@@ -31,8 +31,8 @@ def bulk_run(run_id: str) -> None:
     message of a run already taken) is left alone. Whatever happens, the run's folder (its
     archive and unpacked files) is removed once the run has been worked on.
     """
-    model = current_model()
-    run = claim(uuid.UUID(run_id), model)
+    service = analysis_service()
+    run = claim(uuid.UUID(run_id), service)
     if run is None:
         return
     app = current_app._get_current_object()
@@ -48,8 +48,8 @@ def bulk_run(run_id: str) -> None:
                 folder / ARCHIVE,
                 unpacked,
                 archive_name=run.file_name,
-                limits=unpack_limits(),
-                model=model,
+                limits=service.limits,
+                model=service.model,
                 threshold=run.threshold,
                 progress=tracker.progress,
             )

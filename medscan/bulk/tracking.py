@@ -27,7 +27,7 @@ from types import TracebackType
 from flask import Flask, current_app
 from sqlalchemy import insert, select, update
 
-from medscan.analyzer.model import Model
+from medscan.analysis import AnalysisService
 from medscan.bulk.runs import child_rows, result_counts
 from medscan.bulk.studies import BulkResult
 from medscan.extensions import db
@@ -67,7 +67,7 @@ def new_run(
     file_name: str,
     status: str,
     request_id: str | None,
-    model: Model | None = None,
+    analysis: AnalysisService | None = None,
     run_id: uuid.UUID | None = None,
 ) -> BulkRun:
     """A run row, committed: visible to every poller from now on."""
@@ -78,19 +78,19 @@ def new_run(
         status=status,
         request_id=request_id,
         heartbeat_at=utcnow() if status == RUNNING else None,
-        **(model_columns(model) if model is not None else {}),
+        **(model_columns(analysis) if analysis is not None else {}),
     )
     db.session.add(run)
     db.session.commit()
     return run
 
 
-def model_columns(model: Model) -> dict:
+def model_columns(analysis: AnalysisService) -> dict:
     """Which model, at which threshold, makes a run's report."""
     return {
-        "model_name": model.name,
-        "model_version": model.version,
-        "threshold": current_app.config["MEDSCAN_THRESHOLD"],
+        "model_name": analysis.model.name,
+        "model_version": analysis.model.version,
+        "threshold": analysis.threshold,
     }
 
 
@@ -101,10 +101,10 @@ def guarded_update(run_id: uuid.UUID, statuses: Iterable[str], **values) -> bool
         return connection.execute(statement.values(**values)).rowcount == 1
 
 
-def claim(run_id: uuid.UUID, model: Model) -> BulkRun | None:
+def claim(run_id: uuid.UUID, analysis: AnalysisService) -> BulkRun | None:
     """Take a queued run for this worker; None if it is not queued (taken, cancelled, gone)."""
     if not guarded_update(
-        run_id, [QUEUED], status=RUNNING, heartbeat_at=utcnow(), **model_columns(model)
+        run_id, [QUEUED], status=RUNNING, heartbeat_at=utcnow(), **model_columns(analysis)
     ):
         return None
     return db.session.get(BulkRun, run_id)

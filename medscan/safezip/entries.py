@@ -75,13 +75,15 @@ class Span:
         return cls(Path(path), 0, os.path.getsize(path))
 
     def open(self, masks: dict[int, int] | None = None) -> BinaryIO:
-        """A buffered, seekable reader of the span; the byte at each offset of ``masks`` reads
-        as given there."""
+        """A buffered, seekable reader of the span, with ``masks`` applied.
+
+        The byte at each offset of ``masks`` reads as given there.
+        """
         return io.BufferedReader(_SpanFile(self, masks or {}))  # type: ignore[return-value]
 
 
 class _SpanFile(io.RawIOBase):
-    """The raw reader of a `Span` (``os.preadv`` into the caller's buffer, masks applied)."""
+    """The raw reader of a ``Span`` (``os.preadv`` into the caller's buffer, masks applied)."""
 
     def __init__(self, span: Span, masks: dict[int, int]) -> None:
         super().__init__()
@@ -139,6 +141,8 @@ class Task:
 
 @dataclass(frozen=True)
 class Plan:
+    """An archive's entries sorted: files to write, skipped entries, and how many were OS litter."""
+
     tasks: list[Task]
     skipped: list[Skipped]
     litter: int

@@ -118,8 +118,11 @@ class Budget:
         self._inflated = 0
 
     def admit(self, archive: zipfile.ZipFile, prefix: str = "") -> Plan:
-        """Count an archive's entries and check the sizes and ratios they declare against what
-        is left, then plan them (``plan_entries``); nothing is inflated."""
+        """Check an archive's declared entries against what is left, then plan them.
+
+        The entries are counted and the sizes and ratios they declare checked; the plan is
+        ``plan_entries``'s. Nothing is inflated.
+        """
         infos = archive.infolist()
         self._entries += len(infos)
         if self._entries > self._limits.max_entries:
@@ -139,6 +142,7 @@ class Budget:
             raise self._too_large()
 
     def _too_large(self) -> UnpackLimitExceeded:
+        """The refusal of an archive over ``max_unzipped_mb``."""
         return UnpackLimitExceeded(f"Unpacked ZIP too large. Max {self._limits.max_unzipped_mb} MB")
 
 
@@ -203,6 +207,7 @@ class _IsalExtFile(zipfile.ZipExtFile):
     """zipfile's entry stream, its CRC-32 computed by ISA-L (the same value, ~15x zlib's speed)."""
 
     def _update_crc(self, newdata: bytes) -> None:
+        """zipfile's CRC-32 check, computed by ISA-L."""
         if self._expected_crc is None:
             return
         self._running_crc = isal_zlib.crc32(newdata, self._running_crc)
@@ -233,8 +238,10 @@ def _extract_entry(
     cancel: threading.Event,
     turns: threading.Lock,
 ) -> ExtractedFile | Skipped:
-    """Stream one entry to its disk path under ``root``; a bad entry leaves no file, only its
-    failure. A full disk raises (the OSError), after removing the partial file.
+    """Stream one entry to its disk path under ``root``; a bad entry leaves only its failure.
+
+    A bad entry leaves no file. A full disk raises (the OSError), after removing the partial
+    file.
     """
     target = _disk_path(root, task.index)
     try:
@@ -295,6 +302,7 @@ def _extract_entries(
     errors: list[BaseException] = []
 
     def work() -> None:
+        """Extract tasks, one at a time, until none is left or the extraction is cancelled."""
         try:
             while not cancel.is_set():
                 with lock:
@@ -369,8 +377,10 @@ def _unpack_nested(
     workers: int,
     on_file: Callable[[ExtractedFile], None] | None,
 ) -> tuple[Unit, list[Skipped], int]:
-    """Unpack the nested ZIP at ``path`` (extracted to a file, or a span of its archive) into
-    ``root``; ZIPs inside it stay plain files."""
+    """Unpack the nested ZIP at ``path`` into ``root``; ZIPs inside it stay plain files.
+
+    ``source`` is the nested ZIP extracted to a file, or a span of its archive.
+    """
     with ExitStack() as stack:
         try:
             archive = stack.enter_context(open_zip(source))

@@ -17,7 +17,7 @@ _T = TypeVar("_T")
 
 
 class ZipScan:
-    """A ZIP scan read in place, entry by entry, never extracted (see `open_zip_scan`).
+    """A ZIP scan read in place, entry by entry, never extracted (see ``open_zip_scan``).
 
     ``entries`` are the entries ``extract_archive(nested=False)`` would write, by name.
     """
@@ -31,14 +31,16 @@ class ZipScan:
     def read_clean(
         self, read: Callable[[str, BinaryIO, int], _T], workers: int = 2
     ) -> list[tuple[str, _T]]:
-        """``read(name, stream, size)`` of each entry that inflates cleanly: the files
-        extraction would keep (CRC errors, encrypted entries and unsupported methods are left
-        out). Each entry is first inflated within the limits and discarded, then handed to
-        `read` as a fresh stream; `workers` threads share the archive, results keep entry
-        order. Raises UnpackLimitExceeded, or what `read` raises.
+        """``read(name, stream, size)`` of each entry that inflates cleanly, in entry order.
+
+        Those are the files extraction would keep (CRC errors, encrypted entries and unsupported
+        methods are left out). Each entry is first inflated within the limits and discarded,
+        then handed to ``read`` as a fresh stream; ``workers`` threads share the archive.
+        Raises UnpackLimitExceeded, or what ``read`` raises.
         """
 
         def one(name: str, info: zipfile.ZipInfo) -> tuple[str, _T] | None:
+            """``(name, read(...))`` of one entry; None if it does not inflate cleanly."""
             try:
                 for _ in inflate(self._archive, info, self._budget, self._turns):
                     pass
@@ -59,7 +61,7 @@ class ZipScan:
 
     @contextmanager
     def open(self, name: str) -> Iterator[BinaryIO]:
-        """A seekable stream of the entry `name` (one of `entries`), closed on exit."""
+        """A seekable stream of the entry ``name`` (one of ``entries``), closed on exit."""
         with self._turns:  # opening and closing count the ZipFile's streams, unguarded
             stream = self._archive.open(self.entries[name])
         try:

@@ -46,9 +46,11 @@ def classify(path: Path, limits: UnpackLimits) -> ScanContent:
 
 
 def _classify_zip(path: Path, limits: UnpackLimits) -> ScanContent:
+    """A ZIP scan's content: the UIDs of its first entry that reads as DICOM."""
     found: list[ScanContent] = []
 
     def accept(stream: BinaryIO) -> bool:
+        """Whether an entry reads as DICOM; its UIDs are kept if so."""
         try:
             instance = read_stream_instance(stream)
         except DicomReadError:

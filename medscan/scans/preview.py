@@ -1,6 +1,6 @@
 """The series listing and previews of a stored scan, read exactly as its analysis reads it.
 
-A single-file scan is one instance; a ZIP scan is read in place (`open_zip_scan`): every entry
+A single-file scan is one instance; a ZIP scan is read in place (``open_zip_scan``): every entry
 is inflated once within the unpack limits, as extraction would, but only headers are parsed
 and only the entry of the image shown is decoded. Nothing is written to disk. The listing of
 a scan is kept in memory (a few scans per worker, keyed by the stored file's SHA-256), so
@@ -52,7 +52,7 @@ Opener = Callable[[Instance], AbstractContextManager[BinaryIO]]
 
 
 class NoImage(Exception):
-    """Nothing to preview: the scan has no decodable image series; `reason` says why."""
+    """Nothing to preview: the scan has no decodable image series; ``reason`` says why."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -61,7 +61,7 @@ class NoImage(Exception):
 
 @dataclass(frozen=True)
 class ScanSeries:
-    """A scan's series listing and the analysed series, or why there is none (`problem`)."""
+    """A scan's series listing and the analysed series, or why there is none (``problem``)."""
 
     entries: list[SeriesEntry]
     chosen: Series | None
@@ -70,7 +70,7 @@ class ScanSeries:
 
 @dataclass(frozen=True)
 class StoredScan:
-    """Where a scan's file is and what it is; `sha256` keys the in-memory listing."""
+    """Where a scan's file is and what it is; ``sha256`` keys the in-memory listing."""
 
     path: Path
     kind: str
@@ -81,7 +81,7 @@ class StoredScan:
 
 @lru_cache(maxsize=CACHED_SCANS)
 def scan_series(scan: StoredScan) -> ScanSeries:
-    """The series of the scan's analysed study (see `choose_study`), read once per worker."""
+    """The series of the scan's analysed study (see ``choose_study``), read once per worker."""
     if scan.kind != ZIP:
         return _listing(*_read_file(scan), _file_opener(scan.path))
     try:
@@ -110,12 +110,12 @@ def _read_entries(archive: ZipScan) -> tuple[list[Instance], list[FileProblem]]:
 
 
 def _file_opener(path: Path) -> Opener:
-    """Open the instance of a single-file scan: the file."""
+    """The opener of a single-file scan's one instance: the file."""
     return lambda instance: path.open("rb")
 
 
 def _entry_opener(archive: ZipScan) -> Opener:
-    """Open an instance of a ZIP scan: its entry's stream."""
+    """The opener of a ZIP scan's instances: each entry's stream."""
     return lambda instance: archive.open(instance.name)
 
 
@@ -152,7 +152,7 @@ def _image_source(scan: StoredScan, instance: Instance) -> Iterator[BinaryIO]:
 
 
 def preview_png(scan: StoredScan, series: Series, index: int, window: Window) -> bytes:
-    """Image `index` (slice order) of `series` windowed into a PNG; only that image is decoded.
+    """Image ``index`` (slice order) of ``series`` windowed into a PNG; only that image is decoded.
 
     Raises NoImage when it cannot be decoded.
     """

@@ -13,17 +13,15 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from webargs.flaskparser import abort as abort_invalid
 from werkzeug.datastructures import FileStorage
-from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_range_header
 
-from medscan.analysis import analyze_stored_scan, current_model, unpack_limits
+from medscan.analysis import analysis_service
 from medscan.analyzer.preview import WINDOWS
 from medscan.api import (
     BINARY,
     LOCATION,
     OCTET_STREAM,
     Blueprint,
-    api,
     content_disposition,
     download_type,
     error_body,
@@ -50,13 +48,14 @@ from medscan.scans.schemas import (
 )
 from medscan.schemas import IdSchema
 from medscan.storage import remove_deleted_files, scan_storage
-from medscan.uploads import client_file_name, receive_uploads_into
+from medscan.uploads import client_file_name, receives_uploads
 
 bp = Blueprint("scans", __name__, url_prefix="/api", description="Scans")
 
 NOT_FOUND = "Scan not found"
 UNSUPPORTED = "Unsupported Media Type"
 NO_IMAGE = "No image to preview"
+TOO_LARGE = "File too large. Max {max_mb} MB"
 
 SCAN_COLUMNS = columns_for(ScanSchema, Scan.__table__)
 SCAN_BY_ID = select(*SCAN_COLUMNS).where(Scan.id == bindparam("id"))
@@ -67,20 +66,6 @@ SCAN_FILE_BY_ID = select(Scan.id, Scan.sha256, Scan.file_name, Scan.content_kind
 SCAN_REPORT_BY_ID = select(Scan.report_json, Scan.processed_at).where(Scan.id == bindparam("id"))
 ALL_SCANS = PageQuery(SCAN_COLUMNS)
 SCANS_OF_PATIENT = PageQuery(SCAN_COLUMNS, [Scan.patient_id == bindparam("patient_id")])
-
-
-@bp.before_request
-def stream_scan_uploads() -> None:
-    """Scan uploads spool into the storage folder and stop at ``MEDSCAN_MAX_SCAN_MB``."""
-    if request.endpoint == "scans.ScanCollection" and request.method == "POST":
-        receive_uploads_into(scan_storage().incoming, current_app.config["MEDSCAN_MAX_SCAN_MB"])
-
-
-@bp.errorhandler(RequestEntityTooLarge)
-def scan_too_large(error: RequestEntityTooLarge):
-    """413 for a body over the limit, naming the limit."""
-    limit = current_app.config["MEDSCAN_MAX_SCAN_MB"]
-    return api.handle_http_exception(RequestEntityTooLarge(f"File too large. Max {limit} MB"))
 
 
 @bp.route("/v1/scans")
@@ -97,13 +82,16 @@ class ScanCollection(MethodView):
             return SCANS_OF_PATIENT.fetch(args["limit"], args["offset"], patient_id=patient_id)
         return ALL_SCANS.fetch(args["limit"], args["offset"])
 
+    @receives_uploads(
+        into=lambda: scan_storage().incoming, max_mb="MEDSCAN_MAX_SCAN_MB", too_large=TOO_LARGE
+    )
     @bp.doc(operationId="uploadScan")
     @bp.arguments(ScanUploadSchema(), location="multipart")
     @bp.response(201, IdSchema, headers=LOCATION)
     @bp.alt_response(404, message="Patient not found")
     @bp.alt_response(
         413,
-        message="File too large. Max 2048 MB",
+        message=TOO_LARGE.format(max_mb=2048),
         description="Body over MEDSCAN_MAX_SCAN_MB, or a ZIP over the unpack limits",
     )
     @bp.alt_response(415, message=UNSUPPORTED, description="Neither DICOM nor a ZIP holding DICOM")
@@ -116,7 +104,7 @@ class ScanCollection(MethodView):
         if db.session.get(Patient, form["patient_id"]) is None:
             abort(404, "Patient not found")
         try:
-            content = classify(upload.path, unpack_limits())  # a ZIP over the limits: 413
+            content = classify(upload.path, analysis_service().limits)  # a ZIP over the limits: 413
         except UnsupportedContent:
             abort(415, UNSUPPORTED)
         scan = Scan(
@@ -241,12 +229,13 @@ def stored_file(scan: RowMapping) -> Path:
 def analyze(scan_id: str):
     """Analyse a scan with the model and store its report (a failed analysis is still 200)."""
     scan = get_or_404(Scan, scan_id, NOT_FOUND)
-    model = current_model()
-    analysis = analyze_stored_scan(scan_storage().path(scan.id), scan.content_kind, scan.file_name)
+    service = analysis_service()
+    stored = scan_storage().path(scan.id)
+    analysis = service.analyze_stored_scan(stored, scan.content_kind, scan.file_name)
     scan.report_json = analysis.report.as_dict()
     scan.processed_at = utcnow()
-    scan.analysis_model, scan.analysis_model_version = model.name, model.version
-    scan.analysis_threshold = current_app.config["MEDSCAN_THRESHOLD"]
+    scan.analysis_model, scan.analysis_model_version = service.model.name, service.model.version
+    scan.analysis_threshold = service.threshold
     scan.analysis_error = analysis.error
     try:
         db.session.commit()
@@ -278,7 +267,11 @@ def report(scan_id: str):
 def stored_scan(scan: RowMapping) -> StoredScan:
     """Where the scan's file is, for the series listing and the preview."""
     return StoredScan(
-        stored_file(scan), scan["content_kind"], scan["file_name"], scan["sha256"], unpack_limits()
+        stored_file(scan),
+        scan["content_kind"],
+        scan["file_name"],
+        scan["sha256"],
+        analysis_service().limits,
     )
 
 

@@ -5,16 +5,7 @@ import json
 import pytest
 
 from medscan.analyzer.report import FAILURE, REPORT_KEYS, SUCCESS, ReportRow, csv_safe
-
-KEYS = (
-    "path_to_study",
-    "study_uid",
-    "series_uid",
-    "probability_of_pathology",
-    "pathology",
-    "processing_status",
-    "time_of_processing",
-)
+from tests.helpers import CONTRACT_KEYS
 
 
 def success_row(**changes: object) -> ReportRow:
@@ -32,10 +23,10 @@ def success_row(**changes: object) -> ReportRow:
 
 
 def test_keys_are_the_seven_in_order() -> None:
-    assert REPORT_KEYS == KEYS
+    assert REPORT_KEYS == CONTRACT_KEYS
     row = success_row()
-    assert list(row.as_dict()) == list(KEYS)
-    assert list(json.loads(json.dumps(row.as_dict()))) == list(KEYS)
+    assert list(row.as_dict()) == list(CONTRACT_KEYS)
+    assert list(json.loads(json.dumps(row.as_dict()))) == list(CONTRACT_KEYS)
     assert row.cells() == ("batch1/study.zip", "1.2.3", "1.2.3.4", 0.75, 1, "Success", 1.5)
 
 
@@ -95,7 +86,7 @@ def test_from_dict_round_trip_and_json_numbers() -> None:
 @pytest.mark.parametrize(
     "data",
     [
-        {key: None for key in KEYS[:-1]},
+        {key: None for key in CONTRACT_KEYS[:-1]},
         {**success_row().as_dict(), "error": None},
         [("path_to_study", "x")],
     ],

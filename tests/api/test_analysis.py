@@ -153,18 +153,26 @@ class TestCustomModel:
             "extras": {"model": "constant", "model_version": "2.0", "threshold": 0.5, "slices": 1},
         }
 
-    def test_threshold_setting_moves_the_decision(self, client, app, patient_id, tmp_path):
-        app.config["MEDSCAN_THRESHOLD"] = 0.6
-        scan_id = upload_file(client, patient_id, write_ct_file(tmp_path / "ct.dcm"))
-        body = analyze(client, scan_id)
-        assert body["report"]["pathology"] == 0
-        assert body["result"]["label"] == "normal" and body["result"]["confidence"] == 0.5
-
     def test_modality_not_accepted_is_a_failure(self, client, patient_id):
         body = analyze(
             client, upload_file(client, patient_id, Path(get_testdata_file("MR_small.dcm")))
         )
         assert body["ok"] is False and "modality MR not accepted" in body["error"]
+
+
+class TestCustomModelAndThreshold:
+    @pytest.fixture
+    def app_config(self):
+        return {
+            "MEDSCAN_MODEL": "tests.analyzer.sample_models:make_half_model",
+            "MEDSCAN_THRESHOLD": 0.6,
+        }
+
+    def test_threshold_setting_moves_the_decision(self, client, patient_id, tmp_path):
+        scan_id = upload_file(client, patient_id, write_ct_file(tmp_path / "ct.dcm"))
+        body = analyze(client, scan_id)
+        assert body["report"]["pathology"] == 0
+        assert body["result"]["label"] == "normal" and body["result"]["confidence"] == 0.5
 
 
 class TestRaisingModel:

@@ -17,10 +17,9 @@ from sqlalchemy import event
 from medscan.bulk.tracking import RUNNING, new_run, reap_lost_runs, run_folder
 from medscan.extensions import db
 from medscan.models import BulkRun, utcnow
+from tests.helpers import assert_json_error, studies_zip
 from tests.queue.conftest import GATED_MODEL, wait_for
 from tests.queue.gated_model import let_through, open_gate, predictions_started
-from tests.queue.test_async_runs import studies_zip
-from tests.test_errors import assert_json_error
 
 URL = "/api/bulk-runs"
 

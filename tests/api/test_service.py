@@ -10,8 +10,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from medscan.logs import RequestIdFilter
-from tests.analyzer.test_report import KEYS
-from tests.helpers import assert_json_error
+from tests.helpers import CONTRACT_KEYS, assert_json_error
 
 KEY = "s3cret-key"
 
@@ -191,7 +190,7 @@ def test_openapi_document_is_valid_and_complete(client):
         ("/api/health", "get"),
     }
     report = spec["components"]["schemas"]["Report"]
-    assert tuple(report["properties"]) == KEYS
+    assert tuple(report["properties"]) == CONTRACT_KEYS
     assert spec["components"]["schemas"]["Error"]["required"] == ["error"]
     upload = spec["paths"]["/api/v1/scans"]["post"]["requestBody"]["content"]
     assert set(upload["multipart/form-data"]["schema"]["$ref"].split("/")[-1:]) == {"ScanUpload"}

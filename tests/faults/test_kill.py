@@ -20,7 +20,7 @@ from sqlalchemy import delete
 from medscan.models import Scan
 from tests.dicom_factory import write_ct_file
 from tests.faults.conftest import wait_until
-from tests.test_consistency import (
+from tests.helpers import (
     age,
     assert_consistent,
     delete_rows_as_a_killed_worker,

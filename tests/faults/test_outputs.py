@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from medscan.analysis import ANALYSIS_EXTENSION
 from tests.dicom_factory import write_ct_file
 
 
@@ -49,12 +50,13 @@ XLSX_ZIP_LEFT_OPEN = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisable
     "report", ["report.csv", pytest.param("report.xlsx", marks=XLSX_ZIP_LEFT_OPEN)]
 )
 def test_full_disk_while_writing_a_report_is_503_and_leaves_nothing(
-    app, client, small_disk, tmp_path, report
+    app, client, small_disk, tmp_path, report, monkeypatch
 ):
     data = {"file": (io.BytesIO(batch_zip(tmp_path)), "batch.zip")}
     run = client.post("/api/bulk-runs", data=data, content_type="multipart/form-data")
     assert run.status_code == 201
-    app.config["MEDSCAN_WORK_DIR"] = str(small_disk)  # reports are written here
+    # Reports are written in the work folder.
+    monkeypatch.setattr(app.extensions[ANALYSIS_EXTENSION], "work_folder", small_disk)
     filler = fill(small_disk)
     used = shutil.disk_usage(small_disk).used
     response = client.get(f"/api/bulk-runs/{run.get_json()['id']}/{report}")

@@ -3,50 +3,24 @@ asynchronous runs and cancel)."""
 
 from __future__ import annotations
 
-import io
 import socket
 from pathlib import Path
 
 import pytest
 
-from medscan.analysis import MODEL_EXTENSION
+from medscan.analysis import ANALYSIS_EXTENSION
 from medscan.extensions import db
 from medscan.models import BulkRun
-from tests.api.test_bulk import series_entries
-from tests.api.test_scans import zip_of
+from tests.helpers import BULK_URL, post_async, run_of, runs_folder, studies_zip
 from tests.queue.conftest import wait_for
 from tests.queue.gated_model import folder, let_through, open_gate, predictions_started
-
-URL = "/api/bulk-runs"
-ASYNC = {"Prefer": "respond-async"}
-
-
-def studies_zip(tmp_path: Path, count: int) -> bytes:
-    """A batch of ``count`` two-slice studies, one folder each."""
-    entries: dict[str, bytes] = {}
-    for n in range(count):
-        entries |= series_entries(tmp_path, f"s{n}", 2, study_uid=f"1.{n}", series_uid=f"1.{n}.1")
-    return zip_of(entries)
-
-
-def post_async(client, content: bytes, **headers: str):
-    data = {"file": (io.BytesIO(content), "batch.zip")}
-    return client.post(URL, data=data, headers={**ASYNC, **headers})
-
-
-def run_of(client, run_id: str) -> dict:
-    return client.get(f"{URL}/{run_id}").get_json()
-
-
-def runs_folder(app) -> Path:
-    return Path(app.config["MEDSCAN_RUNS_DIR"])
 
 
 def test_run_is_accepted_at_once_then_done_by_a_worker(client, app, tmp_path, workers):
     response = post_async(client, studies_zip(tmp_path, 3), **{"X-Request-ID": "client-7"})
     assert response.status_code == 202
     run_id = response.get_json()["id"]
-    assert response.headers["Location"] == f"{URL}/{run_id}"
+    assert response.headers["Location"] == f"{BULK_URL}/{run_id}"
     assert response.headers["Preference-Applied"] == "respond-async"
     assert run_of(client, run_id)["request_id"] == "client-7"
     # The first study waits at the gate: the run is running, its total known.
@@ -58,7 +32,7 @@ def test_run_is_accepted_at_once_then_done_by_a_worker(client, app, tmp_path, wo
     )
     assert run["model"] == {"name": "gated", "version": "1", "threshold": 0.5}
     for report in ("report.xlsx", "report.csv"):
-        answer = client.get(f"{URL}/{run_id}/{report}")
+        answer = client.get(f"{BULK_URL}/{run_id}/{report}")
         assert answer.status_code == 409 and answer.get_json() == {"error": "Run not finished"}
         assert int(answer.headers["Retry-After"]) > 0
     assert (runs_folder(app) / run_id / "archive.zip").is_file()
@@ -69,10 +43,11 @@ def test_run_is_accepted_at_once_then_done_by_a_worker(client, app, tmp_path, wo
     )
     assert (run["studies"], run["succeeded"], run["progress"]) == (3, 3, {"done": 3, "total": 3})
     assert [item["probability_of_pathology"] for item in run["items"]] == [0.7] * 3
-    csv = client.get(f"{URL}/{run_id}/report.csv")
+    csv = client.get(f"{BULK_URL}/{run_id}/report.csv")
     assert csv.status_code == 200 and len(csv.get_data(as_text=True).splitlines()) == 4
-    assert not (runs_folder(app) / run_id).exists()
-    assert MODEL_EXTENSION not in app.extensions  # the API never loaded the model
+    # The worker removes the folder after the commit that makes the run succeeded.
+    wait_for(lambda: not (runs_folder(app) / run_id).exists(), "the run's folder to go", workers)
+    assert not app.extensions[ANALYSIS_EXTENSION].model_loaded  # the API never loaded the model
 
 
 def test_cancel_midway_stops_at_the_next_study_and_keeps_no_files(client, app, tmp_path, workers):
@@ -86,7 +61,7 @@ def test_cancel_midway_stops_at_the_next_study_and_keeps_no_files(client, app, t
         "study 3 to start",
         workers,
     )
-    assert client.delete(f"{URL}/{run_id}").status_code == 204
+    assert client.delete(f"{BULK_URL}/{run_id}").status_code == 204
     run = run_of(client, run_id)
     assert run["status"] == "cancelled" and run["finished_at"] is not None
     assert not (runs_folder(app) / run_id).exists()
@@ -101,9 +76,9 @@ def test_cancel_midway_stops_at_the_next_study_and_keeps_no_files(client, app, t
         [],
     )
     assert not (runs_folder(app) / run_id).exists()
-    assert client.get(f"{URL}/{run_id}/report.csv").status_code == 409
-    assert client.delete(f"{URL}/{run_id}").status_code == 204  # a finished run: deleted
-    assert client.get(f"{URL}/{run_id}").status_code == 404
+    assert client.get(f"{BULK_URL}/{run_id}/report.csv").status_code == 409
+    assert client.delete(f"{BULK_URL}/{run_id}").status_code == 204  # a finished run: deleted
+    assert client.get(f"{BULK_URL}/{run_id}").status_code == 404
 
 
 def test_two_workers_drain_a_queue_in_parallel(client, app, tmp_path, workers):
@@ -122,7 +97,8 @@ def test_two_workers_drain_a_queue_in_parallel(client, app, tmp_path, workers):
         workers,
     )
     assert worker_pids() == {str(worker.process.pid) for worker in workers}
-    assert not any(runs_folder(app).iterdir())
+    # Each worker removes a run's folder after the commit that makes it succeeded.
+    wait_for(lambda: not any(runs_folder(app).iterdir()), "the runs' folders to go", workers)
 
 
 def worker_pids() -> set[str]:

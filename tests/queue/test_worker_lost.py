@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from tests.helpers import post_async, run_of, runs_folder, studies_zip
 from tests.queue.conftest import wait_for
 from tests.queue.gated_model import predictions_started
-from tests.queue.test_async_runs import post_async, run_of, runs_folder, studies_zip
 
 
 def test_killed_worker_fails_its_run_and_its_folder_goes(client, app, tmp_path, start_worker):

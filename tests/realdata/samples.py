@@ -1,8 +1,8 @@
 """Real-world DICOM for the tests: a classic CT series re-encoded by dcmtk and GDCM, Enhanced CT
 made by highdicom, and pydicom-data's vendor files.
 
-Our own writer (tests/dicom_factory.py) only makes the classic series; every other file here
-is written by a tool other than ours.
+Our own writer (tests/dicom_factory.py) only makes the classic series and its localizers; every
+other file here is written by a tool other than ours.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
-from tests.dicom_factory import write_ct_series
+from tests.dicom_factory import ct_dataset, write_ct_series, write_dataset
 from tests.tools import require_tool
 
 #: The classic series: slices, size, slice gap (mm), pixel spacing (mm), rescale intercept.
@@ -51,6 +51,19 @@ def write_classic_series(folder: Path) -> list[Path]:
         pixel_fn=classic_pixels,
         shuffle=True,
     )
+
+
+def localizer_series(folder: Path, n: int) -> list[Path]:
+    """Write ``n`` localizer images of the classic study, a series of their own, into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(n):
+        ds = ct_dataset(
+            index=index, study_uid=STUDY_UID, series_uid=STUDY_UID + ".9", series_number=1
+        )
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+        paths.append(write_dataset(folder / f"loc{index}.dcm", ds))
+    return paths
 
 
 @dataclass(frozen=True)

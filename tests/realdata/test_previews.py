@@ -21,10 +21,10 @@ from tests.realdata.samples import (
     SLICE_GAP,
     SLICES,
     classic_hu,
+    localizer_series,
     reencode,
     write_legacy_enhanced,
 )
-from tests.realdata.test_volumes import localizer_series
 
 #: The window whose grays tell the classic series' HU (-1024..~500) apart.
 WINDOW = "bone"

@@ -19,9 +19,9 @@ from tests.realdata.samples import (
     SERIES_UID,
     SLICE_GAP,
     classic_hu,
+    localizer_series,
     reencode,
 )
-from tests.realdata.test_volumes import localizer_series
 
 SPACING = (SLICE_GAP, PIXEL_SPACING, PIXEL_SPACING)
 DEFLATED = ENCODINGS[0]

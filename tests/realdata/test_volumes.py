@@ -27,6 +27,7 @@ from tests.realdata.samples import (
     STUDY_UID,
     Encoding,
     classic_hu,
+    localizer_series,
     reencode,
     write_legacy_enhanced,
 )
@@ -99,18 +100,6 @@ def test_pydicom_data_enhanced_ct_supplemental(recording) -> None:
     np.testing.assert_array_equal(received.volume, expected[::-1].astype(np.float32))
     measures = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
     assert received.spacing == pytest.approx((10.0, *map(float, measures.PixelSpacing)))
-
-
-def localizer_series(folder: Path, n: int) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index in range(n):
-        ds = ct_dataset(
-            index=index, study_uid=STUDY_UID, series_uid=STUDY_UID + ".9", series_number=1
-        )
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
-        paths.append(write_dataset(folder / f"loc{index}.dcm", ds))
-    return paths
 
 
 def test_enhanced_ct_wins_over_a_larger_instance_count_and_localizers_are_left_aside(

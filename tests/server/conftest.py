@@ -27,6 +27,11 @@ from tests.server.gunicorn import (
 REPO = Path(__file__).resolve().parents[2]
 HEALTH = b"GET /api/health HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
 PATIENTS = b"GET /api/v1/patients HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+# gunicorn.conf.py as shipped: 2 workers x 4 threads.
+REQUEST_THREADS = 8
+# The MEDSCAN_BODY_TIMEOUT_S of the stalled-body tests.
+BODY_TIMEOUT_S = 2
+MIB = 2**20
 
 
 @dataclass
@@ -45,6 +50,22 @@ class Server:
         with self.connect(timeout) as sock:
             sock.sendall(raw)
             return read_answer(sock)
+
+
+def stalled_upload(server: Server) -> socket.socket:
+    """A scan upload that has sent 1.5 MiB of its 3 MiB body and then nothing: its socket."""
+    part = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.dcm"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n"
+    )
+    head = (
+        b"POST /api/v1/scans HTTP/1.1\r\nHost: test\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\n"
+        b"Content-Length: %d\r\n\r\n" % (3 * MIB)
+    )
+    sock = server.connect(timeout=BODY_TIMEOUT_S + 10)
+    sock.sendall(head + part + b"\0" * (3 * MIB // 2))
+    return sock
 
 
 def read_answer(sock: socket.socket) -> bytes:

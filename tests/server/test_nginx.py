@@ -12,9 +12,15 @@ from pathlib import Path
 import pytest
 
 from medscan.config import SETTINGS
-from tests.server.conftest import HEALTH, REPO, Server, read_answer
+from tests.server.conftest import (
+    HEALTH,
+    REPO,
+    REQUEST_THREADS,
+    Server,
+    read_answer,
+    stalled_upload,
+)
 from tests.server.gunicorn import free_port
-from tests.server.test_slow_clients import REQUEST_THREADS, stalled_upload
 from tests.tools import need
 
 

@@ -5,28 +5,14 @@ from __future__ import annotations
 import json
 import time
 
-from tests.server.conftest import HEALTH, PATIENTS, Server, read_answer
-
-# gunicorn.conf.py as shipped: 2 workers x 4 threads.
-REQUEST_THREADS = 8
-BODY_TIMEOUT_S = 2
-MIB = 2**20
-
-
-def stalled_upload(server: Server) -> bytes:
-    """Open a scan upload that sends 1.5 MiB of a 3 MiB body, then nothing; return its answer."""
-    part = (
-        b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.dcm"\r\n'
-        b"Content-Type: application/octet-stream\r\n\r\n"
-    )
-    head = (
-        b"POST /api/v1/scans HTTP/1.1\r\nHost: test\r\n"
-        b"Content-Type: multipart/form-data; boundary=b\r\n"
-        b"Content-Length: %d\r\n\r\n" % (3 * MIB)
-    )
-    sock = server.connect(timeout=BODY_TIMEOUT_S + 10)
-    sock.sendall(head + part + b"\0" * (3 * MIB // 2))
-    return sock
+from tests.server.conftest import (
+    BODY_TIMEOUT_S,
+    HEALTH,
+    PATIENTS,
+    REQUEST_THREADS,
+    read_answer,
+    stalled_upload,
+)
 
 
 def status_and_body(answer: bytes) -> tuple[int, dict]:

@@ -24,7 +24,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from kombu.exceptions import OperationalError
 
-from medscan.analysis import current_model
+from medscan.analysis import analysis_service
 from medscan.bulk.tasks import bulk_run
 from medscan.bulk.tracking import reap_lost_runs
 
@@ -49,6 +49,8 @@ def celery_init_app(app: Flask) -> Celery:
     """Flask's pattern: a Celery app whose tasks run inside this app's context."""
 
     class FlaskTask(Task):
+        """A task run inside the Flask app's context."""
+
         def __call__(self, *args: object, **kwargs: object) -> object:
             with app.app_context():
                 return self.run(*args, **kwargs)
@@ -117,7 +119,7 @@ def worker_command(concurrency: int, celery_args: tuple[str, ...]) -> None:
     app = current_app._get_current_object()
     if not queue_configured():
         raise click.ClickException("MEDSCAN_BROKER_URL is not set: there is no queue to work on")
-    current_model()  # loaded once, before the first run, so a bad model stops the start
+    analysis_service().load_model_now()  # before the first run: a bad model stops the start
     stop = threading.Event()
     reaper = threading.Thread(target=reap_periodically, args=(app, stop), daemon=True)
     reaper.start()
