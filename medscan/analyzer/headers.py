@@ -10,7 +10,7 @@ import math
 import os
 import struct
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -32,6 +32,16 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from medscan.analyzer.explicit_vr import (
+    PIXEL_TAGS,
+    UNDEFINED_LENGTH,
+    ScannedHeader,
+    Truncated,
+    Unusual,
+    scan_header,
+)
+from medscan.config import MIB
+
 __all__ = [
     "DicomReadError",
     "FileProblem",
@@ -46,10 +56,10 @@ __all__ = [
 ]
 
 #: A header (everything before the pixel data) larger than this is not read.
-MAX_HEADER_BYTES = 64 * 2**20
+MAX_HEADER_BYTES = 64 * MIB
 _CHUNK = 16 * 2**10
-_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})  # (Float/Double Float) Pixel Data
-_UNDEFINED_LENGTH = 0xFFFFFFFF
+#: How much of a file `scan_header` is given: the first chunk, then (rarely) more.
+_SCAN_BYTES = (16 * 2**10, MIB)
 _ITEM = (0xFFFE, 0xE000)
 _NATIVE_SYNTAXES = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian})
 #: More frames than this in one instance is not believed (the header would cost gigabytes).
@@ -93,11 +103,12 @@ class Frame:
 class Instance:
     """The header of one DICOM file; `pixel_problem` is None when its pixel data is complete.
 
-    `path` is where the file is read from; `name` is how the user knows it (the entry name
-    inside a ZIP, '/'-separated), used for grouping by folder, path order and left-out lists.
+    `file_path` is where the file is read from (`path` gives it as a Path); `name` is how the
+    user knows it (the entry name inside a ZIP, '/'-separated), used for grouping by folder,
+    path order and left-out lists. `file_path` is the caller's string, shared, not copied.
     """
 
-    path: Path
+    file_path: str
     name: str
     study_uid: str
     series_uid: str
@@ -105,8 +116,6 @@ class Instance:
     sop_class_uid: str
     series_number: int | None
     instance_number: int | None
-    image_position: Position | None
-    image_orientation: Orientation | None
     image_type: tuple[str, ...]
     modality: str
     transfer_syntax_uid: str
@@ -118,6 +127,21 @@ class Instance:
     frames: tuple[Frame, ...]
     pixel_problem: str | None
     read_seconds: float
+
+    @property
+    def path(self) -> Path:
+        """Where the file is read from."""
+        return Path(self.file_path)
+
+    @property
+    def image_position(self) -> Position | None:
+        """The first frame's position."""
+        return self.frames[0].position if self.frames else None
+
+    @property
+    def image_orientation(self) -> Orientation | None:
+        """The first frame's orientation."""
+        return self.frames[0].orientation if self.frames else None
 
     @property
     def is_localizer(self) -> bool:
@@ -227,7 +251,7 @@ def _read_header(
     pixel: list[_PixelElement] = []
 
     def at_pixel_data(tag: BaseTag, vr: str | None, length: int) -> bool:
-        if tag in _PIXEL_TAGS:
+        if tag in PIXEL_TAGS:
             pixel.append(_PixelElement(length, reader.tell()))
             return True
         return False
@@ -282,7 +306,7 @@ def _check_complete(dataset: Dataset, stop: int, name: str | os.PathLike[str]) -
     if not extents:
         raise DicomReadError(name, "not DICOM: empty dataset")
     tag, start, length = max(extents, key=lambda extent: extent[1])
-    if length != _UNDEFINED_LENGTH and start + length != stop:
+    if length != UNDEFINED_LENGTH and start + length != stop:
         raise DicomReadError(
             name, f"DICOM header cut short or corrupt: element {tag} at offset {start}"
         )
@@ -292,7 +316,7 @@ def _extent(element: RawDataElement | DataElement) -> tuple[BaseTag, int, int]:
     """Return an element's tag, value offset and length (undefined for parsed sequences)."""
     if isinstance(element, RawDataElement):
         return element.tag, element.value_tell, element.length
-    return element.tag, element.file_tell or 0, _UNDEFINED_LENGTH
+    return element.tag, element.file_tell or 0, UNDEFINED_LENGTH
 
 
 def is_dicom(source: str | os.PathLike[str] | BinaryIO) -> bool:
@@ -336,10 +360,19 @@ def read_instance(path: str | os.PathLike[str], name: str | None = None) -> Inst
     DicomReadError
         The file is not DICOM, cannot be opened, or its header is cut short or corrupt.
     """
+    started = perf_counter()
+    path = os.fspath(path)  # a Path's own string: shared, not copied
     with _open(path) as stream:
         size = os.fstat(stream.fileno()).st_size
-        path = path if isinstance(path, Path) else Path(path)  # shared, not copied
-        return _read(stream, path, name or os.fspath(path), size)
+        name = name or path
+        try:
+            scanned = _scan(stream, size)
+            instance = _scanned_instance(path, name, scanned)
+        except Unusual:  # read by pydicom: the same Instance, or the reason it cannot be read
+            stream.seek(0)
+            return _read(stream, path, name, size, started)
+        pixel = _PixelElement(*scanned.pixel) if scanned.pixel else None
+        return _checked(instance, pixel, stream, size, started)
 
 
 def read_stream_instance(
@@ -360,60 +393,119 @@ def read_stream_instance(
         The stream is not DICOM, or its header is cut short or corrupt.
     """
     path = Path(path or getattr(stream, "name", "<stream>"))
-    return _read(stream, path, path.as_posix(), size)
+    return _read(stream, os.fspath(path), path.as_posix(), size, perf_counter())
 
 
-def _read(stream: BinaryIO, path: Path, name: str, size: int | None) -> Instance:
-    """Read a header and check its pixel data against `size` bytes of file (None: unknown)."""
-    started = perf_counter()
+def _scan(stream: BinaryIO, size: int) -> ScannedHeader:
+    """`scan_header` on the first bytes of a seekable file, more of them if the header is long."""
+    for chunk in _SCAN_BYTES:
+        stream.seek(0)
+        try:
+            return scan_header(stream.read(chunk), size, _SCANNED_TAGS)
+        except Truncated:
+            continue
+    raise Unusual(f"header longer than {_SCAN_BYTES[-1]} bytes")
+
+
+def _read(
+    stream: BinaryIO, path: str, name: str, size: int | None, started: float
+) -> Instance:
+    """Read a header with pydicom and check its pixel data against `size` bytes (None: unknown)."""
     header = _read_header(stream, name, seekable=size is not None and size <= MAX_HEADER_BYTES)
     try:
-        instance = _instance(path, name, header)
-        if not instance.frames:
-            problem = f"NumberOfFrames {instance.number_of_frames} not in 1..{MAX_FRAMES}"
-        else:
-            problem = _pixel_problem(instance, header.pixel, stream, size)
-    except OSError as exc:
-        raise DicomReadError(name, f"cannot read: {exc.strerror or exc}") from exc
+        instance = _dataset_instance(path, name, header)
     except (ValueError, TypeError, AttributeError) as exc:  # values pydicom cannot convert
         raise DicomReadError(name, f"invalid header value: {exc}") from exc
+    return _checked(instance, header.pixel, stream, size, started)
+
+
+def _checked(
+    instance: Instance,
+    pixel: _PixelElement | None,
+    stream: BinaryIO,
+    size: int | None,
+    started: float,
+) -> Instance:
+    """`instance` with its pixel problem (`_pixel_problem`) and the seconds since `started`."""
+    if not instance.frames:
+        problem = f"NumberOfFrames {instance.number_of_frames} not in 1..{MAX_FRAMES}"
+    else:
+        try:
+            problem = _pixel_problem(instance, pixel, stream, size)
+        except OSError as exc:
+            raise DicomReadError(instance.name, f"cannot read: {exc.strerror or exc}") from exc
     return replace(instance, pixel_problem=problem, read_seconds=perf_counter() - started)
 
 
-def _instance(path: Path, name: str, header: _Header) -> Instance:
-    """Collect the attributes of a header into an Instance (pixels not checked yet).
+def _dataset_instance(path: str, name: str, header: _Header) -> Instance:
+    """The Instance of a header pydicom read (pixels not checked yet)."""
+    ds = header.dataset
+    meta = ds.file_meta
+
+    def get(keyword: str) -> object:
+        value = _get(ds, keyword)
+        if not value and keyword in _META_KEYWORDS:
+            return meta.get(_META_KEYWORDS[keyword])
+        return value
+
+    number_of_frames = _int_or_none(get("NumberOfFrames")) or 1
+    frames = _frames(ds, number_of_frames) if 1 <= number_of_frames <= MAX_FRAMES else ()
+    return _instance(path, name, get, header.transfer_syntax_uid, number_of_frames, frames)
+
+
+def _scanned_instance(path: str, name: str, header: ScannedHeader) -> Instance:
+    """The Instance of a header `scan_header` walked: plain values only, else `Unusual`.
+
+    A value `_plain_value` leaves to pydicom, an empty one, missing SOP UIDs, several frames
+    or functional groups all raise `Unusual`, so what is returned is what `_dataset_instance`
+    gives for the same file.
+    """
+    values = {}
+    for tag, (vr, raw) in header.elements.items():
+        if tag in _FUNCTIONAL_GROUPS:
+            raise Unusual("functional groups")
+        value = _plain_value(vr, raw, little_endian=True) if raw else _ASK_PYDICOM
+        if value is _ASK_PYDICOM:
+            raise Unusual(f"element {tag:08X}")
+        values[_KEYWORDS[tag]] = value
+    if not (values.get("SOPClassUID") and values.get("SOPInstanceUID")):
+        raise Unusual("SOP UIDs only in the file meta, if at all")
+    if (_int_or_none(values.get("NumberOfFrames")) or 1) != 1:
+        raise Unusual("several frames")
+    frame = _frame(0, *(values.get(keyword) for keyword in _FRAME_KEYWORDS))
+    return _instance(path, name, values.get, header.transfer_syntax_uid, 1, (frame,))
+
+
+def _instance(
+    path: str,
+    name: str,
+    get: Callable[[str], object],
+    transfer_syntax_uid: str,
+    number_of_frames: int,
+    frames: tuple[Frame, ...],
+) -> Instance:
+    """Collect the attributes `get` gives by keyword into an Instance (pixels not checked yet).
 
     Values that many instances share (UIDs of the study and series, image type, orientation...)
     are kept once, so that 100,000 headers in memory cost what their own values need.
     """
-    ds = header.dataset
-    meta = ds.file_meta
-    number_of_frames = _int_or_none(ds, "NumberOfFrames") or 1
-    frames = _frames(ds, number_of_frames) if 1 <= number_of_frames <= MAX_FRAMES else ()
-    first = frames[0] if frames else None
-    image_type = tuple(str(value).strip().upper() for value in _values(ds, "ImageType"))
+    image_type = tuple(str(value).strip().upper() for value in _values(get("ImageType")))
     return Instance(
-        path=path,
+        file_path=path,
         name=name,
-        study_uid=sys.intern(str(_get(ds, "StudyInstanceUID") or "")),
-        series_uid=sys.intern(str(_get(ds, "SeriesInstanceUID") or "")),
-        sop_instance_uid=str(
-            _get(ds, "SOPInstanceUID") or meta.get("MediaStorageSOPInstanceUID")
-        ),
-        sop_class_uid=sys.intern(
-            str(_get(ds, "SOPClassUID") or meta.get("MediaStorageSOPClassUID"))
-        ),
-        series_number=_int_or_none(ds, "SeriesNumber"),
-        instance_number=_int_or_none(ds, "InstanceNumber"),
-        image_position=first.position if first else None,
-        image_orientation=first.orientation if first else None,
+        study_uid=sys.intern(str(get("StudyInstanceUID") or "")),
+        series_uid=sys.intern(str(get("SeriesInstanceUID") or "")),
+        sop_instance_uid=str(get("SOPInstanceUID")),
+        sop_class_uid=sys.intern(str(get("SOPClassUID"))),
+        series_number=_int_or_none(get("SeriesNumber")),
+        instance_number=_int_or_none(get("InstanceNumber")),
         image_type=_shared(image_type),
-        modality=sys.intern(str(_get(ds, "Modality") or "")),
-        transfer_syntax_uid=sys.intern(str(header.transfer_syntax_uid)),
-        rows=_int_or_none(ds, "Rows"),
-        columns=_int_or_none(ds, "Columns"),
-        samples_per_pixel=_int_or_none(ds, "SamplesPerPixel") or 1,
-        bits_allocated=_int_or_none(ds, "BitsAllocated"),
+        modality=sys.intern(str(get("Modality") or "")),
+        transfer_syntax_uid=sys.intern(str(transfer_syntax_uid)),
+        rows=_int_or_none(get("Rows")),
+        columns=_int_or_none(get("Columns")),
+        samples_per_pixel=_int_or_none(get("SamplesPerPixel")) or 1,
+        bits_allocated=_int_or_none(get("BitsAllocated")),
         number_of_frames=number_of_frames,
         frames=frames,
         pixel_problem=None,
@@ -469,21 +561,26 @@ def _frame(
     slope: object,
     intercept: object,
 ) -> Frame:
-    """A Frame from the attribute values (as pydicom gives them) that describe it."""
+    """A Frame from the attribute values (as pydicom gives them) that describe it.
+
+    Equal values are kept once (see `_shared`), coordinates of positions included: the slices
+    of a series mostly share two of their three.
+    """
     slope_value = _float_or_none(slope)
+    coordinates = _floats(position, 3)
     return Frame(
         index=index,
-        position=_floats(position, 3),  # type: ignore[arg-type]
+        position=_shared(tuple(map(_shared, coordinates))) if coordinates else None,
         orientation=_shared(_floats(orientation, 6)),  # type: ignore[arg-type]
         pixel_spacing=_shared(_floats(spacing, 2)),  # type: ignore[arg-type]
-        slope=1.0 if slope_value is None else slope_value,
-        intercept=_float_or_none(intercept) or 0.0,
+        slope=_shared(1.0 if slope_value is None else slope_value),
+        intercept=_shared(_float_or_none(intercept) or 0.0),
     )
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=1024, typed=True)
 def _shared(value: _T) -> _T:
-    """The first value seen equal to `value` (bounded): equal tuples are kept once."""
+    """The first value seen equal to `value` (bounded): equal floats and tuples are kept once."""
     return value
 
 
@@ -508,6 +605,14 @@ _TAGS = {
         "BitsAllocated",
     )
 }
+_KEYWORDS = {tag: keyword for keyword, tag in _TAGS.items()}
+#: Where `_dataset_instance` looks when the dataset lacks a SOP UID.
+_META_KEYWORDS = {
+    "SOPClassUID": "MediaStorageSOPClassUID",
+    "SOPInstanceUID": "MediaStorageSOPInstanceUID",
+}
+#: The top-level elements `scan_header` keeps for `_scanned_instance`.
+_SCANNED_TAGS = frozenset({*_KEYWORDS, *_FUNCTIONAL_GROUPS})
 
 
 def _get(ds: Dataset, keyword: str) -> object:
@@ -520,20 +625,18 @@ def _get(ds: Dataset, keyword: str) -> object:
     """
     element = ds.get_item(_TAGS[keyword])
     if isinstance(element, RawDataElement) and element.value:
-        value = _plain_value(element)
+        value = _plain_value(element.VR, element.value, element.is_little_endian)
         if value is not _ASK_PYDICOM:
             return value
     return ds.get(keyword)
 
 
-def _plain_value(element: RawDataElement) -> object:
+def _plain_value(vr: str | None, raw: bytes, little_endian: bool) -> object:
     """The value of a raw element as pydicom converts it, or `_ASK_PYDICOM`."""
-    raw = element.value
-    vr = element.VR
     if vr == "US":
         if len(raw) != 2:
             return _ASK_PYDICOM
-        return int.from_bytes(raw, "little" if element.is_little_endian else "big")
+        return int.from_bytes(raw, "little" if little_endian else "big")
     if vr not in ("UI", "IS", "DS", "CS"):
         return _ASK_PYDICOM
     try:
@@ -560,18 +663,17 @@ def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
     return items[0] if items else None
 
 
-def _values(ds: Dataset, keyword: str) -> list[object]:
-    """A possibly multi-valued attribute as a list ([] when absent or empty)."""
-    value = _get(ds, keyword)
+def _values(value: object) -> list[object]:
+    """A possibly multi-valued attribute value as a list ([] when absent or empty)."""
     if value is None or value == "":
         return []
     return [value] if isinstance(value, str) else list(value)
 
 
-def _int_or_none(ds: Dataset, keyword: str) -> int | None:
-    """Return an integer attribute, None when absent, empty or not a number."""
+def _int_or_none(value: object) -> int | None:
+    """Return an integer attribute value, None when absent, empty or not a number."""
     try:
-        return int(_get(ds, keyword))  # type: ignore[arg-type]
+        return int(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
 
@@ -607,7 +709,7 @@ def _pixel_problem(
     syntax = instance.transfer_syntax_uid
     deflated = syntax == DeflatedExplicitVRLittleEndian
     encapsulated = syntax not in _NATIVE_SYNTAXES and not deflated
-    if pixel.length == _UNDEFINED_LENGTH:
+    if pixel.length == UNDEFINED_LENGTH:
         if not encapsulated:
             return "native pixel data with undefined length"
         return None if size is None else _fragment_problem(stream, pixel.offset, size)
@@ -669,9 +771,10 @@ def split_results(
     results: Iterable[Instance | FileProblem],
 ) -> tuple[list[Instance], list[FileProblem]]:
     """Separate read results into instances and problems, keeping their order."""
-    results = list(results)
-    instances = [result for result in results if isinstance(result, Instance)]
-    problems = [result for result in results if isinstance(result, FileProblem)]
+    instances: list[Instance] = []
+    problems: list[FileProblem] = []
+    for result in results:
+        (instances if isinstance(result, Instance) else problems).append(result)  # type: ignore[arg-type]
     return instances, problems
 
 

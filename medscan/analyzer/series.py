@@ -10,6 +10,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import numpy as np
 
@@ -38,12 +39,14 @@ class Series:
     series_number: int | None
     modality: str
     instances: list[Instance]
-    _slices: list[Slice] = field(init=False, repr=False, compare=False)
+    _images: int = field(init=False, repr=False, compare=False)
+    _slices: list[Slice] | None = field(default=None, init=False, repr=False, compare=False)
     _volume: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self._slices = slice_order(self.instances)
-        by_id = {id(s.instance): s.instance for s in self._slices}
+        ordered = slice_order(self.instances)  # not kept: most series are never looked into
+        self._images = len(ordered)
+        by_id = {id(s.instance): s.instance for s in ordered}
         frameless = [instance for instance in self.instances if not instance.frames]
         self.instances = [*by_id.values(), *frameless]
 
@@ -55,17 +58,19 @@ class Series:
     @property
     def images(self) -> int:
         """The number of images (frames: a 300-frame instance counts 300)."""
-        return len(self._slices)
+        return self._images
 
     @property
     def slices(self) -> list[Slice]:
         """Every image in slice order: an instance and one of its frames (see `volume`)."""
+        if self._slices is None:
+            self._slices = slice_order(self.instances)
         return self._slices
 
     @property
     def spacing(self) -> tuple[float, float, float] | None:
         """(slice, row, column) in mm, or None where the geometry does not give it."""
-        return slice_spacing(self._slices)
+        return slice_spacing(self.slices)
 
     def volume(self) -> np.ndarray:
         """Return the images in Hounsfield units, float32 of shape (images, rows, columns).
@@ -81,9 +86,9 @@ class Series:
             grayscale, or differs in size from the first image.
         """
         if self._volume is None:
-            if not self._slices:
+            if not self.slices:
                 raise ValueError(f"series {self.series_uid} has no images")
-            self._volume = hounsfield_volume(self._slices)
+            self._volume = hounsfield_volume(self.slices)
         return self._volume
 
 
@@ -129,22 +134,10 @@ def group_studies(instances: Iterable[Instance]) -> list[Study]:
     study. Studies come sorted by (UID, folder), series by (SeriesNumber, None last;
     SeriesInstanceUID; folder), instances in slice order.
     """
-    by_uid: dict[str, list[Instance]] = {}
-    for instance in sorted(instances, key=lambda i: (i.name, str(i.path))):
-        by_uid.setdefault(instance.sop_instance_uid, []).append(instance)
-    studies: dict[tuple[str, str], dict[tuple[str, str], list[Instance]]] = {}
-    duplicates: dict[tuple[str, str], list[LeftOut]] = {}
-    for copies in by_uid.values():
-        kept = next((i for i in copies if i.pixel_problem is None), copies[0])
-        study_key = (kept.study_uid, "" if kept.study_uid else _folder(kept))
-        series_key = (kept.series_uid, "" if kept.series_uid else _folder(kept))
-        studies.setdefault(study_key, {}).setdefault(series_key, []).append(kept)
-        duplicates.setdefault(study_key, []).extend(
-            LeftOut(copy.name, f"duplicate of {kept.name}") for copy in copies if copy is not kept
-        )
+    studies, duplicates = _kept_copies(instances)
     result = []
     for study_key in sorted(studies):
-        members = studies[study_key]
+        members = studies.pop(study_key)  # its lists are freed as the series are made
         series = [
             Series(uid, group[0].series_number, group[0].modality, group)
             for (uid, _), group in sorted(
@@ -154,6 +147,38 @@ def group_studies(instances: Iterable[Instance]) -> list[Study]:
         ]
         result.append(Study(study_key[0], series, duplicates[study_key]))
     return result
+
+
+_Members = dict[tuple[str, str], dict[tuple[str, str], list[Instance]]]
+
+
+def _kept_copies(
+    instances: Iterable[Instance],
+) -> tuple[_Members, dict[tuple[str, str], list[LeftOut]]]:
+    """The kept instances by study and series key, and the copies left out by study key.
+
+    A function of its own so that its lookups are freed before the series are made.
+    """
+    first: dict[str, Instance] = {}  # by SOPInstanceUID
+    copies: dict[str, list[Instance]] = {}  # every copy, for the UIDs seen more than once
+    in_order = sorted(instances, key=attrgetter("file_path"))
+    in_order.sort(key=attrgetter("name"))  # stable: by name, then path, without a key tuple each
+    for instance in in_order:
+        seen = first.setdefault(instance.sop_instance_uid, instance)
+        if seen is not instance:
+            copies.setdefault(instance.sop_instance_uid, [seen]).append(instance)
+    studies: _Members = {}
+    duplicates: dict[tuple[str, str], list[LeftOut]] = {}
+    for uid, instance in first.items():
+        same = copies.get(uid, (instance,))
+        kept = next((i for i in same if i.pixel_problem is None), instance)
+        study_key = (kept.study_uid, "" if kept.study_uid else _folder(kept))
+        series_key = (kept.series_uid, "" if kept.series_uid else _folder(kept))
+        studies.setdefault(study_key, {}).setdefault(series_key, []).append(kept)
+        duplicates.setdefault(study_key, []).extend(
+            LeftOut(copy.name, f"duplicate of {kept.name}") for copy in same if copy is not kept
+        )
+    return studies, duplicates
 
 
 def choose_series(study: Study) -> Series | None:

@@ -38,7 +38,7 @@ class PixelDecodeError(DicomReadError):
     """Pixel data that cannot be turned into an image (missing decoder, odd shape...)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Slice:
     """One image of a series: an instance and one of its frames."""
 
@@ -163,7 +163,7 @@ def hounsfield_image(
     else:
         try:
             stored = pixel_array(
-                source or instance.path, index=image.frame.index, transfer_syntax_uid=syntax
+                source or instance.file_path, index=image.frame.index, transfer_syntax_uid=syntax
             )
         except Exception as exc:  # decoders raise anything from RuntimeError to struct.error
             raise _decode_error(instance, exc) from exc
@@ -227,7 +227,7 @@ def _stored_frames(
     syntax = _decodable_syntax(instance)
     try:
         # force: the file already passed the header checks, which are stricter than pydicom.
-        ds = dcmread(source or instance.path, force=True)
+        ds = dcmread(source or instance.file_path, force=True)
         if "TransferSyntaxUID" not in ds.file_meta:  # a raw dataset without file meta
             ds.file_meta.TransferSyntaxUID = syntax
         pixels = ds.pixel_array

@@ -236,7 +236,9 @@ def test_read_stream_instance_from_a_zip_entry(tmp_path: Path) -> None:
     with zipfile.ZipFile(archive) as zf:
         with zf.open("scan/a.dcm") as stream:
             instance = read_stream_instance(stream)
-        from_file = replace(read_instance(whole, "scan/a.dcm"), path=instance.path, read_seconds=0)
+        from_file = replace(
+            read_instance(whole, "scan/a.dcm"), file_path=instance.file_path, read_seconds=0
+        )
         assert replace(instance, read_seconds=0) == from_file
         assert (instance.path, instance.study_uid, instance.series_uid) == (
             Path("scan/a.dcm"),
