@@ -23,7 +23,8 @@ import numpy as np
 from common import Gunicorn, create_patient, curl, percentile, service_env
 
 from medscan.analyzer import read_instances
-from medscan.bulk.archive import UnpackLimits, extract_archive, work_dir
+from medscan.safezip import UnpackLimits, extract_archive
+from medscan.workspace import work_dir
 from tests.dicom_factory import write_ct_series
 
 

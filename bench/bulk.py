@@ -38,10 +38,11 @@ from openpyxl import load_workbook
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import generate_uid
 
-import medscan.bulk.archive
 import medscan.bulk.studies
+import medscan.safezip.extract
 from medscan.analyzer import REPORT_KEYS, StubModel
-from medscan.bulk.archive import UnpackLimits, work_dir
+from medscan.safezip import UnpackLimits
+from medscan.workspace import work_dir
 from tests.dicom_factory import ct_dataset
 
 FINDINGS = ("norma", "pneumonia", "covid", "nodule", "emphysema", "fibrosis")
@@ -202,7 +203,7 @@ def phases(archive: Path, work_base: Path) -> dict[str, float]:
 
     restores = [
         timer(medscan.bulk.studies, "extract_archive", "extract (all)"),
-        timer(medscan.bulk.archive, "_unpack_nested", "  of which nested ZIPs"),
+        timer(medscan.safezip.extract, "_unpack_nested", "  of which nested ZIPs"),
         # Headers are read while extraction runs: this is thread time, overlapping "extract".
         timer(medscan.bulk.studies, "try_read_instance", "read headers (thread time)"),
         timer(medscan.bulk.studies, "analyze_study", "analyze (stub model)"),

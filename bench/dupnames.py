@@ -6,7 +6,7 @@ For each count it writes a ZIP of that many entries all named ``a.dcm`` (``zipfi
 a loop, as the issue did), then times, best of --repeat, in-process:
 - baselines on the same archive: ``zipfile.ZipFile(path).infolist()`` and ``unzip -t``;
 - ``medscan.bulk.studies.process_archive`` (stub model), as a bulk run does, and
-  ``medscan.bulk.archive.inspect_zip``, as a ZIP scan upload does.
+  ``medscan.safezip.inspect_zip``, as a ZIP scan upload does.
 Linear growth: 10x the entries takes about 10x the time, and the ratio to the listing stays flat.
 No database and no server. Everything it writes under --data-dir is removed at the end.
 """
@@ -24,8 +24,9 @@ from math import nan
 from pathlib import Path
 
 from medscan.analyzer import load_model
-from medscan.bulk.archive import UnpackLimits, inspect_zip, work_dir
 from medscan.bulk.studies import process_archive
+from medscan.safezip import UnpackLimits, inspect_zip
+from medscan.workspace import work_dir
 
 LIMITS = UnpackLimits()  # 100,000 entries at most: the largest count is right at the limit
 

@@ -10,14 +10,9 @@ from flask import Flask, current_app
 
 from medscan.analyzer import Analysis, Model, ReportRow, analyze_files, load_model
 from medscan.analyzer.model import model_factory
-from medscan.bulk.archive import (
-    ArchiveError,
-    NotEnoughDiskSpace,
-    UnpackLimits,
-    extract_archive,
-    work_dir,
-)
 from medscan.models import ContentKind
+from medscan.safezip import ArchiveError, NotEnoughDiskSpace, UnpackLimits, extract_archive
+from medscan.workspace import work_dir
 
 MODEL_EXTENSION = "medscan.model"
 _LOADING = threading.Lock()

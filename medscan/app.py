@@ -15,7 +15,6 @@ from medscan.analysis import register_model
 from medscan.api import IdConverter, api
 from medscan.apidocs import OPENAPI_SETTINGS, register_apidocs
 from medscan.auth import register_auth
-from medscan.bulk.archive import sweep_stale_work_dirs
 from medscan.bulk.routes import bp as bulk_bp
 from medscan.config import MIB, load_config
 from medscan.extensions import db, migrate
@@ -27,6 +26,7 @@ from medscan.reads import engine_options, reads_binds
 from medscan.scans.routes import bp as scans_bp
 from medscan.storage import ScanStorage, register_sweeper
 from medscan.uploads import register_uploads
+from medscan.workspace import sweep_stale_work_dirs
 
 # JSON bodies are small; upload endpoints raise this per request (uploads.receive_uploads_into).
 MAX_JSON_BODY = MIB

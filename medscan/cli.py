@@ -19,13 +19,14 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, ScriptInfo
 
 from medscan.analysis import current_model, unpack_limits
-from medscan.bulk.archive import ArchiveError, Skipped, work_dir
 from medscan.bulk.report_files import csv_lines, write_xlsx
 from medscan.bulk.runs import about_sheet, build_run, error_lines, report_rows
 from medscan.bulk.studies import BulkResult, process_archive
 from medscan.models import BulkRun, utcnow
 from medscan.queue import worker_command
+from medscan.safezip import ArchiveError, Skipped
 from medscan.storage import ScanStorage, check_storage
+from medscan.workspace import work_dir
 
 medscan_cli = AppGroup("medscan", help="medscan tools that need no server.")
 # The About sheet's cell holds at most 32,767 characters; a run over many archives names them all.

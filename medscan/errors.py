@@ -4,7 +4,6 @@ HTTP errors, validation errors and crashes are rendered by ``medscan.api.Medscan
 
 from __future__ import annotations
 
-import errno
 import traceback
 from contextlib import suppress
 
@@ -13,16 +12,26 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from medscan.api import error_body
-from medscan.bulk.archive import ArchiveError, NotEnoughDiskSpace
 from medscan.extensions import db
+from medscan.safezip import ArchiveError, NotEnoughDiskSpace, UnpackLimitExceeded
+from medscan.safezip.errors import DISK_FULL
+
+#: The status of a refused ZIP; any other ArchiveError is a 400.
+ARCHIVE_STATUSES: dict[type[ArchiveError], int] = {
+    UnpackLimitExceeded: 413,
+    NotEnoughDiskSpace: 503,
+}
+#: Seconds a client is asked to wait after a 503 for disk space.
+DISK_RETRY_AFTER_S = 60
 
 
 def archive_error(error: ArchiveError) -> Response:
-    """A refused ZIP: its own status and message (``Retry-After`` when disk space is short)."""
-    response = Response(json.dumps(error_body(error.message)), error.status)
+    """A refused ZIP: its status and message (``Retry-After`` when disk space is short)."""
+    status = next((code for kind, code in ARCHIVE_STATUSES.items() if isinstance(error, kind)), 400)
+    response = Response(json.dumps(error_body(error.message)), status)
     response.mimetype = "application/json"
     if isinstance(error, NotEnoughDiskSpace):
-        response.headers["Retry-After"] = str(error.retry_after)
+        response.headers["Retry-After"] = str(DISK_RETRY_AFTER_S)
     return response
 
 
@@ -60,9 +69,6 @@ def database_error(error: SQLAlchemyError) -> Response:
         response = Response(json.dumps(error_body("Internal Server Error")), 500)
     response.mimetype = "application/json"
     return response
-
-
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def disk_full(error: OSError) -> Response:

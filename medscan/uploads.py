@@ -36,6 +36,7 @@ from werkzeug.sansio.multipart import (
 )
 
 from medscan.server import BodyTimeout
+from medscan.workspace import owned_prefix
 
 #: Pieces an upload's writer thread may lag behind the body (each up to ``UPLOAD_READ_SIZE``).
 WRITE_BACKLOG = 4
@@ -53,7 +54,7 @@ class SpooledUpload:
 
     def __init__(self, directory: str | os.PathLike[str], *, hashed: bool = True) -> None:
         # The pid in the name lets sweep_stale_work_dirs remove what a killed worker left.
-        fd, name = tempfile.mkstemp(dir=directory, prefix=f"medscan-{os.getpid()}-upload-")
+        fd, name = tempfile.mkstemp(dir=directory, prefix=owned_prefix("upload-"))
         self.path = Path(name)
         self.size = 0
         self._file = os.fdopen(fd, "w+b")

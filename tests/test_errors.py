@@ -6,6 +6,13 @@ import pytest
 
 from medscan.extensions import db
 from medscan.models import Patient
+from medscan.safezip import (
+    CorruptedZip,
+    EmptyZip,
+    NotAZip,
+    NotEnoughDiskSpace,
+    UnpackLimitExceeded,
+)
 from tests.helpers import assert_json_error
 
 
@@ -45,10 +52,32 @@ def test_crash_is_json_500_rolled_back_and_logged(crashing_app, caplog):
 
 
 def test_disk_space_refusal_is_503_with_retry_after(app):
-    from medscan.bulk.archive import NotEnoughDiskSpace
     from medscan.errors import archive_error
+    from medscan.safezip import NotEnoughDiskSpace
 
     with app.app_context():
         response = archive_error(NotEnoughDiskSpace(detail="10 bytes free"))
     assert_json_error(response, 503, "Not enough disk space")
     assert response.headers["Retry-After"] == "60"
+
+
+@pytest.mark.parametrize(
+    ("refusal", "status"),
+    [
+        (UnpackLimitExceeded("Too many ZIP entries. Max 5"), 413),
+        (NotEnoughDiskSpace(), 503),
+        (NotAZip(), 400),
+        (CorruptedZip(), 400),
+        (EmptyZip(), 400),
+    ],
+    ids=lambda value: type(value).__name__,
+)
+def test_archive_refusals_get_their_status_here_not_from_the_library(app, refusal, status):
+    """The ZIP library's errors carry no HTTP status; ``medscan.errors`` maps them."""
+    from medscan.errors import archive_error
+
+    assert not hasattr(refusal, "status")
+    with app.app_context():
+        response = archive_error(refusal)
+    assert_json_error(response, status, refusal.message)
+    assert ("Retry-After" in response.headers) == (status == 503)

@@ -68,16 +68,20 @@ def test_postgres_urls_use_psycopg2(given, expected):
     assert database_url(given, "/unused") == expected
 
 
-def test_importing_the_package_and_the_analyzer_does_not_import_flask():
-    """``medscan`` and every module of ``medscan.analyzer`` (a plain library) load without Flask."""
+def test_importing_the_package_and_its_plain_libraries_does_not_import_flask():
+    """``medscan`` and every module of the plain libraries (``medscan.analyzer``,
+    ``medscan.safezip``, ``medscan.workspace``) load without Flask or Werkzeug."""
     import subprocess
     import sys
 
     code = (
-        "import importlib, pkgutil, sys, medscan, medscan.analyzer as a\n"
-        "for m in pkgutil.iter_modules(a.__path__):\n"
-        "    importlib.import_module(f'{a.__name__}.{m.name}')\n"
-        "assert 'flask' not in sys.modules, 'flask imported'"
+        "import importlib, pkgutil, sys, medscan, medscan.workspace\n"
+        "import medscan.analyzer as a, medscan.safezip as z\n"
+        "for package in (a, z):\n"
+        "    for m in pkgutil.iter_modules(package.__path__):\n"
+        "        importlib.import_module(f'{package.__name__}.{m.name}')\n"
+        "assert 'flask' not in sys.modules, 'flask imported'\n"
+        "assert 'werkzeug' not in sys.modules, 'werkzeug imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from flask import abort, current_app, g, request, send_file
+from flask import current_app, g, request, send_file
 from flask.views import MethodView
 from flask_smorest import abort as abort_with_headers
 from sqlalchemy import bindparam, select
@@ -29,7 +29,6 @@ from medscan.api import (
     get_or_404,
     location_of,
 )
-from medscan.bulk.archive import ArchiveError, check_zip, sweep_stale_work_dirs, work_dir
 from medscan.bulk.report_files import ErrorLine, csv_lines, write_xlsx
 from medscan.bulk.runs import about_sheet, error_lines, report_rows
 from medscan.bulk.schemas import (
@@ -60,13 +59,14 @@ from medscan.extensions import db
 from medscan.models import BulkRun, BulkRunItem, BulkRunSkippedFile
 from medscan.paging import PageQuery
 from medscan.queue import QueueUnavailable, enqueue, queue_configured
+from medscan.safezip import ArchiveError, NotAZip, check_zip
 from medscan.schemas import IdSchema
 from medscan.uploads import SpooledUpload, client_file_name, receive_uploads_into
+from medscan.workspace import sweep_stale_work_dirs, work_dir
 
 bp = Blueprint("bulk", __name__, url_prefix="/api/bulk-runs", description="Bulk runs")
 
 NOT_FOUND = "Run not found"
-ONLY_ZIP = "Only .zip is accepted"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV = "text/csv"
 SUMMARY_COLUMNS = list(BulkRun.__table__.c)
@@ -234,7 +234,7 @@ class BulkRunCollection(MethodView):
         upload = files["file"]
         file_name = client_file_name(upload)
         if not file_name.lower().endswith(".zip"):
-            abort(400, ONLY_ZIP)
+            raise NotAZip(detail=f"file name {file_name!r}")
         check_zip(upload.stream.path, unpack_limits())
         if prefers_async() and queue_configured():
             run = queue_run(upload, file_name)

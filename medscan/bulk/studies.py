@@ -30,14 +30,7 @@ from medscan.analyzer import (
     split_results,
     try_read_instance,
 )
-from medscan.bulk.archive import (
-    ExtractedFile,
-    Skipped,
-    Unit,
-    UnpackLimits,
-    extract_archive,
-    is_zip_file,
-)
+from medscan.safezip import ExtractedFile, Skipped, Unit, UnpackLimits, extract_archive, is_zip_file
 
 __all__ = ["BulkResult", "BulkRow", "process_archive"]
 

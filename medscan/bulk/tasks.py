@@ -7,7 +7,6 @@ import uuid
 from flask import current_app
 
 from medscan.analysis import current_model, unpack_limits
-from medscan.bulk.archive import ArchiveError
 from medscan.bulk.studies import process_archive
 from medscan.bulk.tracking import (
     ARCHIVE,
@@ -20,6 +19,7 @@ from medscan.bulk.tracking import (
     remove_folder,
     run_folder,
 )
+from medscan.safezip import ArchiveError
 
 MISSING_ARCHIVE = "uploaded archive not found (is MEDSCAN_RUNS_DIR shared with the API?)"
 

@@ -7,13 +7,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from medscan.analyzer import DicomReadError, read_instance, read_stream_instance
-from medscan.bulk.archive import (
-    CorruptedZip,
-    NotAZip,
-    UnpackLimits,
-    inspect_zip,
-)
 from medscan.models import ContentKind
+from medscan.safezip import CorruptedZip, NotAZip, UnpackLimits, inspect_zip
 
 DICOM, ZIP = ContentKind.DICOM, ContentKind.ZIP
 ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")

@@ -40,7 +40,7 @@ from medscan.analyzer.preview import (
     windowed,
 )
 from medscan.analyzer.volume import hounsfield_image
-from medscan.bulk.archive import ArchiveError, UnpackLimits, ZipScan, open_zip_scan
+from medscan.safezip import ArchiveError, UnpackLimits, ZipScan, open_zip_scan
 from medscan.scans.content import ZIP
 
 #: Scans whose listing a worker keeps in memory.

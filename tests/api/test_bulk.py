@@ -13,9 +13,9 @@ import pytest
 from medscan.analyzer import REPORT_KEYS
 from medscan.extensions import db
 from medscan.models import BulkRun
-from tests.bulk.zip_factory import write_symlink_zip, write_zeros_zip, write_zip
 from tests.dicom_factory import write_ct_file
 from tests.helpers import assert_json_error, post_archive, series_entries, zip_of
+from tests.zip_factory import write_symlink_zip, write_zeros_zip, write_zip
 
 URL = "/api/bulk-runs"
 HYPERLINK = '=HYPERLINK("evil.example","click").dcm'

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import openpyxl
 
-from tests.bulk.zip_factory import patch_entry, write_zip
 from tests.dicom_factory import write_ct_file
+from tests.zip_factory import patch_entry, write_zip
 
 URL = "/api/bulk-runs"
 

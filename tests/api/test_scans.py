@@ -12,9 +12,9 @@ from pydicom.data import get_testdata_file
 
 from medscan.extensions import db
 from medscan.models import Scan
-from tests.bulk.zip_factory import write_zeros_zip
 from tests.dicom_factory import write_ct_file, write_ct_series
 from tests.helpers import assert_json_error, create_patient, stored_files, upload, zip_of
+from tests.zip_factory import write_zeros_zip
 
 URL = "/api/v1/scans"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from medscan.analyzer import Model, StubModel
-from medscan.bulk.archive import NotAZip, UnpackLimitExceeded, UnpackLimits
 from medscan.bulk.studies import BulkResult, process_archive
+from medscan.safezip import NotAZip, UnpackLimitExceeded, UnpackLimits
 from tests.analyzer.sample_models import RaisingModel
-from tests.bulk.zip_factory import (
+from tests.dicom_factory import write_ct_series
+from tests.zip_factory import (
     MIB,
     data_offset,
     flip_byte,
@@ -21,7 +22,6 @@ from tests.bulk.zip_factory import (
     write_zeros_zip,
     write_zip,
 )
-from tests.dicom_factory import write_ct_series
 
 ARCHIVE_NAME = "batch.zip"
 HYPERLINK = '=HYPERLINK("http://x","y").dcm'

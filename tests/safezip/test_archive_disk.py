@@ -14,14 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from medscan.bulk.archive import (
-    ExtractedFile,
-    NotEnoughDiskSpace,
-    UnpackLimits,
-    extract_archive,
-    work_dir,
-)
-from tests.bulk.zip_factory import write_zip
+from medscan.safezip import ExtractedFile, NotEnoughDiskSpace, UnpackLimits, extract_archive
+from medscan.workspace import work_dir
+from tests.zip_factory import write_zip
 
 #: No reserve, so that the check before unpacking passes and the disk itself runs out.
 NO_RESERVE = UnpackLimits(reserve_mb=0)
@@ -76,7 +71,7 @@ def test_space_running_out_is_not_enough_disk_space(
 
     with pytest.raises(NotEnoughDiskSpace) as caught:
         extract_archive(zip_path, dest, NO_RESERVE, workers=1, nested=nested, on_file=take_the_rest)
-    assert (caught.value.status, caught.value.message) == (503, "Not enough disk space")
+    assert caught.value.message == "Not enough disk space"
     assert 1 <= len(written) < 6
     assert_nothing_left(dest)
     (disk / "filler").unlink()

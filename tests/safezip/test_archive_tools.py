@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from medscan.bulk.archive import UnpackLimits, extract_archive, inspect_zip
-from tests.bulk.zip_factory import patch_entry
+from medscan.safezip import UnpackLimits, extract_archive, inspect_zip
 from tests.tools import require_tool
+from tests.zip_factory import patch_entry
 
 LIMITS = UnpackLimits()
 DICOM = bytes(128) + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00" + bytes(4)
