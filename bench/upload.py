@@ -29,14 +29,25 @@ from pydicom.filewriter import dcmwrite
 from tests.dicom_factory import ct_dataset
 
 
-def bare_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
-    """WSGI app that reads the request body in 1 MiB chunks and discards it."""
-    stream = environ["wsgi.input"]
-    received = 0
-    while chunk := stream.read(MIB):
-        received += len(chunk)
-    start_response("200 OK", [("Content-Type", "application/json")])
-    return [json.dumps({"received": received}).encode()]
+class BareApp:
+    """WSGI app that reads the request body in 1 MiB chunks and discards it.
+
+    ``config`` is what gunicorn.conf.py's ``post_worker_init`` reads of the app (its API-keys
+    warning), so the bare app runs under the very same settings as medscan.
+    """
+
+    config = {"MEDSCAN_API_KEYS": ("bench",)}
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        stream = environ["wsgi.input"]
+        received = 0
+        while chunk := stream.read(MIB):
+            received += len(chunk)
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps({"received": received}).encode()]
+
+
+bare_app = BareApp()
 
 
 def write_big_dicom(path: Path, frames: int, rows: int = 512, columns: int = 512) -> int:
@@ -115,16 +126,24 @@ def measure(root: Path, big: Path, size: int, db_url: str, port: int, repeat: in
         stored = [p for p in (root / "svc" / "storage").rglob("*") if p.is_file()]
         assert not stored, f"files left in storage: {stored}"
 
-    print(f"worker {worker} before upload 1: VmHWM {before['VmHWM'] / 1024:.1f} MiB, "
-          f"VmRSS {before['VmRSS'] / 1024:.1f} MiB")
-    print(f"after upload 1:  VmHWM {after['VmHWM'] / 1024:.1f} MiB, "
-          f"VmRSS {after['VmRSS'] / 1024:.1f} MiB")
-    print(f"peak increase: {(after['VmHWM'] - before['VmHWM']) / 1024:.1f} MiB "
-          f"(after {repeat} uploads: VmHWM {last['VmHWM'] / 1024:.1f} MiB)")
+    print(
+        f"worker {worker} before upload 1: VmHWM {before['VmHWM'] / 1024:.1f} MiB, "
+        f"VmRSS {before['VmRSS'] / 1024:.1f} MiB"
+    )
+    print(
+        f"after upload 1:  VmHWM {after['VmHWM'] / 1024:.1f} MiB, "
+        f"VmRSS {after['VmRSS'] / 1024:.1f} MiB"
+    )
+    print(
+        f"peak increase: {(after['VmHWM'] - before['VmHWM']) / 1024:.1f} MiB "
+        f"(after {repeat} uploads: VmHWM {last['VmHWM'] / 1024:.1f} MiB)"
+    )
     mb = size / MIB
     for name, values in times.items():
-        print(f"{name:8s} time_total median {median(values):.2f} s, {mb / median(values):.0f} MiB/s"
-              f"  runs {' '.join(f'{v:.2f}' for v in values)}  spread {spread(values)}")
+        print(
+            f"{name:8s} time_total median {median(values):.2f} s, {mb / median(values):.0f} MiB/s"
+            f"  runs {' '.join(f'{v:.2f}' for v in values)}  spread {spread(values)}"
+        )
     for floor in ("bare", "dd"):
         ratio = median(times["medscan"]) / median(times[floor])
         print(f"ratio medscan/{floor} (time_total): {ratio:.2f}")
@@ -149,13 +168,18 @@ def check_chunked_413(root: Path, big: Path, db_url: str, port: int) -> None:
         patient = create_patient(small.url)
         result = curl(
             small.url + "/api/v1/scans",
-            "-H", "Transfer-Encoding: chunked",
-            "-F", f"patient_id={patient}",
-            "-F", f"file=@{piece}",
+            "-H",
+            "Transfer-Encoding: chunked",
+            "-F",
+            f"patient_id={patient}",
+            "-F",
+            f"file=@{piece}",
         )
     leftovers = [p for p in (root / "small" / "storage").rglob("*") if p.is_file()]
-    print(f"chunked 8 MiB over a 1 MB limit: {result.status} {result.body.decode()!r}; "
-          f"files left: {len(leftovers)}")
+    print(
+        f"chunked 8 MiB over a 1 MB limit: {result.status} {result.body.decode()!r}; "
+        f"files left: {len(leftovers)}"
+    )
     assert result.status == 413 and result.json() == {"error": "File too large. Max 1 MB"}
     assert not leftovers
 

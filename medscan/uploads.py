@@ -16,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import queue
 import re
 import tempfile
+import threading
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,9 +28,18 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, TypeVar
 
 from flask import Flask, Request, current_app, request
-from werkzeug.datastructures import FileStorage
+from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser, MultiPartParser
+from werkzeug.sansio.multipart import (
+    Data,
+    Epilogue,
+    Field,
+    File,
+    MultipartDecoder,
+    NeedData,
+    State,
+)
 
 from medscan.analysis import analysis_service
 from medscan.config import MIB
@@ -36,11 +47,19 @@ from medscan.server import BodyTimeout
 from medscan.workspace import owned_prefix
 
 ViewT = TypeVar("ViewT", bound=Callable[..., Any])
+#: Pieces an upload's writer thread may lag behind the body (each up to ``UPLOAD_READ_SIZE``).
+WRITE_BACKLOG = 4
 
 
 class SpooledUpload:
     """A named temp file that keeps the size (and, when ``hashed``, the SHA-256) of what is
-    written to it."""
+    written to it.
+
+    Writes go to a thread of the upload's own, which hashes and writes each piece while the
+    request thread receives the next one: page-cache writes into fresh memory cost as much as
+    receiving here (bench/README.md, issue 16). Every other use of the file first waits until
+    all of it is written, and raises the writer's error (a full disk) if there was one.
+    """
 
     def __init__(self, directory: str | os.PathLike[str], *, hashed: bool = True) -> None:
         # The pid in the name lets sweep_stale_work_dirs remove what a killed worker left.
@@ -50,21 +69,51 @@ class SpooledUpload:
         self._file = os.fdopen(fd, "w+b")
         self.persisted = False
         self._sha256 = hashlib.sha256() if hashed else None
+        self._pending: queue.Queue[bytes | memoryview | None] = queue.Queue(WRITE_BACKLOG)
+        self._writer: threading.Thread | None = None
+        self._error: BaseException | None = None
 
-    def write(self, data: bytes) -> int:
-        if self._sha256 is not None:
-            self._sha256.update(data)
+    def write(self, data: bytes | memoryview) -> int:
+        """Queue ``data`` (bytes, or a view of bytes: kept as is until written)."""
+        if self._error is not None:
+            raise self._error
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_pending, daemon=True)
+            self._writer.start()
         self.size += len(data)
-        return self._file.write(data)
+        self._pending.put(data)
+        return len(data)
+
+    def _write_pending(self) -> None:
+        while (data := self._pending.get()) is not None:
+            if self._error is not None:
+                continue  # keep taking pieces so that write() never waits forever
+            try:
+                if self._sha256 is not None:
+                    self._sha256.update(data)
+                self._file.write(data)
+            except BaseException as exc:  # raised by the next use of the upload
+                self._error = exc
+
+    def wait(self) -> None:
+        """Wait until everything queued is written; raise the writer's error, if any."""
+        if self._writer is not None:
+            self._pending.put(None)
+            self._writer.join()
+            self._writer = None
+        if self._error is not None:
+            raise self._error
 
     @property
     def sha256(self) -> str:
         if self._sha256 is None:
             raise AttributeError("this upload was not hashed")
+        self.wait()
         return self._sha256.hexdigest()
 
     def persist(self, target: Path) -> None:
         """Flush to stable storage and rename to ``target`` (same filesystem: atomic)."""
+        self.wait()
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -77,13 +126,18 @@ class SpooledUpload:
         Deleted first: on a full disk, closing fails to flush what is still buffered, and that
         must neither keep the file nor stop the request from being answered.
         """
+        with contextlib.suppress(Exception):  # raised to the request already, if it mattered
+            self.wait()
         if not self.persisted:
             self.path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self._file.close()
 
     def __getattr__(self, name: str) -> Any:
-        # read, seek, tell, flush, close... for werkzeug's FileStorage
+        # read, seek, tell, flush, close... for werkzeug's FileStorage, once all is written
+        if name.startswith("_"):
+            raise AttributeError(name)
+        self.wait()
         return getattr(self._file, name)
 
 
@@ -115,6 +169,89 @@ class _BodyReads:
             raise BodyTooLarge() from None
 
 
+class StreamingMultiPartParser(MultiPartParser):
+    """werkzeug's multipart parser, writing a file part's data straight from each read.
+
+    werkzeug's decoder copies every read into its buffer, copies it out again as the part's
+    data and copies that once more, which costs as much as receiving the body. Here, while a
+    file part streams and a read holds no ``--boundary``, the read goes to the file as it is,
+    all but its tail that may start the boundary, which stays in the decoder's buffer exactly
+    as the decoder itself would leave it. Every other read goes through the decoder.
+    """
+
+    def parse(
+        self, stream: Any, boundary: bytes, content_length: int | None
+    ) -> tuple[MultiDict[str, str], MultiDict[str, FileStorage]]:
+        decoder = MultipartDecoder(
+            boundary, max_form_memory_size=self.max_form_memory_size, max_parts=self.max_form_parts
+        )
+        fields: list[tuple[str, str]] = []
+        files: list[tuple[str, FileStorage]] = []
+        part: Field | File | None = None
+        container: Any = None
+        field_size = 0
+        while True:
+            data = stream.read(self.buffer_size) or None
+            if isinstance(part, File) and _write_file_data(decoder, data, container.write):
+                continue
+            decoder.receive_data(data)
+            while not isinstance(event := decoder.next_event(), (Epilogue, NeedData)):
+                if isinstance(event, Field):
+                    part, field_size, container = event, 0, []
+                elif isinstance(event, File):
+                    part, container = event, self.start_file_streaming(event, content_length)
+                elif isinstance(part, Field) and isinstance(event, Data):
+                    field_size += len(event.data)
+                    limit = self.max_form_memory_size
+                    if limit is not None and field_size > limit:
+                        raise RequestEntityTooLarge()
+                    container.append(event.data)
+                    if not event.more_data:
+                        charset = self.get_part_charset(part.headers)
+                        fields.append((part.name, b"".join(container).decode(charset, "replace")))
+                elif isinstance(part, File) and isinstance(event, Data):
+                    container.write(event.data)
+                    if not event.more_data:
+                        container.seek(0)
+                        headers = part.headers
+                        storage = FileStorage(container, part.filename, part.name, headers=headers)
+                        files.append((part.name, storage))
+            if data is None:
+                return self.cls(fields), self.cls(files)
+
+
+def _write_file_data(
+    decoder: MultipartDecoder, data: bytes | None, write: Callable[[Any], Any]
+) -> bool:
+    """Write ``data`` of a streaming file part, less the tail that may start the boundary,
+    as the decoder would; False (nothing done) unless the decoder is amid the part's data and
+    no boundary is in sight."""
+    buffer = decoder.buffer
+    delimiter = b"\r\n--" + decoder.boundary
+    limit = decoder.max_form_memory_size
+    if (
+        data is None
+        or decoder.state is not State.DATA
+        or len(data) < len(delimiter)
+        or (limit is not None and len(buffer) + len(data) > limit)  # the decoder's 413
+        or delimiter[2:] in data
+        or delimiter[2:] in bytes(buffer) + data[: len(delimiter)]
+    ):
+        return False
+    # Where a partial boundary may start, as werkzeug finds it: the last LF or the last CR,
+    # whichever comes first, if within the last len(delimiter) bytes.
+    tail = len(data) - len(delimiter)
+    cut = min(
+        (i for i in (data.rfind(b"\n", tail), data.rfind(b"\r", tail)) if i >= 0),
+        default=len(data),
+    )
+    if buffer:
+        write(bytes(buffer))
+    write(memoryview(data)[:cut])
+    decoder.buffer = bytearray(data[cut:])
+    return True
+
+
 class LargeReadFormDataParser(FormDataParser):
     """werkzeug's form parser, reading multipart bodies ``UPLOAD_READ_SIZE`` bytes at a time.
 
@@ -127,7 +264,7 @@ class LargeReadFormDataParser(FormDataParser):
         boundary = options.get("boundary", "").encode("ascii")
         if not boundary:
             raise ValueError("Missing boundary")
-        parser = MultiPartParser(
+        parser = StreamingMultiPartParser(
             stream_factory=self.stream_factory,
             max_form_memory_size=self.max_form_memory_size,
             max_form_parts=self.max_form_parts,

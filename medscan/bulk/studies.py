@@ -27,7 +27,6 @@ from medscan.analyzer import (
     Study,
     analyze_study,
     group_studies,
-    split_results,
     try_read_instance,
 )
 from medscan.safezip import ExtractedFile, Skipped, Unit, UnpackLimits, extract_archive, is_zip_file
@@ -71,12 +70,13 @@ class _Readers:
     """Reader threads that read the header of each file handed to ``submit``.
 
     Files wait in a bounded queue, so extraction never runs more than ``READ_BACKLOG`` files
-    ahead, and each result is kept in ``results`` (by disk path) without any per-file future
-    or lock: memory grows by one header per file and nothing else.
+    ahead, and each result is kept in ``results`` (by file) without any per-file future or
+    lock: memory grows by one header per file and nothing else. Files are read by their disk
+    name, a string made on demand (no Path per file).
     """
 
     def __init__(self, workers: int) -> None:
-        self.results: dict[Path, Instance | FileProblem] = {}
+        self.results: dict[ExtractedFile, Instance | FileProblem] = {}
         self._queue: queue.Queue[ExtractedFile | None] = queue.Queue(maxsize=READ_BACKLOG)
         self._errors: list[BaseException] = []
         self._threads = [threading.Thread(target=self._work) for _ in range(max(1, workers))]
@@ -101,7 +101,7 @@ class _Readers:
             if self._errors:
                 continue  # keep draining so that no producer waits forever
             try:
-                self.results[file.disk_path] = try_read_instance(file.disk_path, file.path)
+                self.results[file] = try_read_instance(file.disk_name, file.path)
             except BaseException as exc:  # handed to close()
                 self._errors.append(exc)
 
@@ -179,17 +179,22 @@ def _row_key(row: BulkRow) -> tuple[str, str, str]:
 
 
 def _sort_unit(
-    unit: Unit, archive_name: str, reads: dict[Path, Instance | FileProblem]
+    unit: Unit, archive_name: str, reads: dict[ExtractedFile, Instance | FileProblem]
 ) -> _UnitStudies:
     """Group a unit's headers into studies, and account for every other file."""
     if unit.failure is not None:
         return _UnitStudies(rows=[_failure(unit.path, unit.failure)], failed_whole=True)
-    files = {file.disk_path: file for file in unit.files}
-    instances, problems = split_results(reads.pop(file.disk_path) for file in unit.files)
+    instances: list[Instance] = []
+    problems: list[tuple[ExtractedFile, FileProblem]] = []
+    for file in unit.files:
+        read = reads.pop(file)
+        if isinstance(read, Instance):
+            instances.append(read)
+        else:
+            problems.append((file, read))
     troubles = [_Trouble(f.path, f"cannot extract: {f.reason}") for f in unit.entry_failures]
     result = _UnitStudies()
-    for problem in problems:
-        file = files[problem.path]
+    for file, problem in problems:
         if unit.path and is_zip_file(file):
             result.skipped.append(Skipped(_join(unit.path, file.path), NESTED_TOO_DEEP))
         elif _claims_dicom(file):
@@ -261,7 +266,7 @@ def _claims_dicom(file: ExtractedFile) -> bool:
     if posixpath.splitext(file.path)[1].lower() in DICOM_SUFFIXES:
         return True
     try:
-        with open(file.disk_path, "rb") as handle:
+        with open(file.disk_name, "rb") as handle:
             return handle.read(132)[128:] == b"DICM"
     except OSError:
         return False

@@ -8,6 +8,7 @@ leaves nothing extracted behind.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import zipfile
@@ -68,11 +69,23 @@ class UnpackLimits:
 class ExtractedFile:
     """A file written to disk; ``path`` is its entry name exactly as its unit's ZIP has it.
 
-    ``disk_path`` is a name the server made (from the entry's index), never the entry name.
+    On disk it is named from the entry's ``index`` under its unit's ``root`` (one Path shared by
+    the unit's files), never from the entry name: ``disk_name`` and ``disk_path`` make the name.
     """
 
     path: str
-    disk_path: Path
+    root: Path
+    index: int
+
+    @property
+    def disk_name(self) -> str:
+        """Where the file is: ``root/<index // FILES_PER_DIR>/<index>``."""
+        return f"{self.root}/{self.index // FILES_PER_DIR}/{self.index}"
+
+    @property
+    def disk_path(self) -> Path:
+        """``disk_name`` as a Path."""
+        return Path(self.disk_name)
 
 
 @dataclass(frozen=True)
@@ -124,10 +137,12 @@ class Budget:
         ``plan_entries``'s. Nothing is inflated.
         """
         infos = archive.infolist()
-        self._entries += len(infos)
-        if self._entries > self._limits.max_entries:
+        with self._lock:  # nested ZIPs are admitted from several threads
+            self._entries += len(infos)
+            entries, inflated = self._entries, self._inflated
+        if entries > self._limits.max_entries:
             raise UnpackLimitExceeded(f"Too many ZIP entries. Max {self._limits.max_entries}")
-        if self._inflated + sum(info.file_size for info in infos) > self._max_bytes:
+        if inflated + sum(info.file_size for info in infos) > self._max_bytes:
             raise self._too_large()
         for info in infos:
             check_ratio(info.file_size, info.compress_size)
@@ -150,11 +165,6 @@ def check_ratio(inflated: int, compressed: int) -> None:
     """Refuse an entry past RATIO_MIN_BYTES at a ratio over RATIO_MAX."""
     if inflated > RATIO_MIN_BYTES and inflated > RATIO_MAX * compressed:
         raise UnpackLimitExceeded(f"ZIP entry compression ratio over {RATIO_MAX}:1")
-
-
-def _disk_path(root: Path, index: int) -> Path:
-    """Where the entry at ``index`` is written: ``root/<index // FILES_PER_DIR>/<index>``."""
-    return root / str(index // FILES_PER_DIR) / str(index)
 
 
 def inflate(
@@ -243,10 +253,10 @@ def _extract_entry(
     A bad entry leaves no file. A full disk raises (the OSError), after removing the partial
     file.
     """
-    target = _disk_path(root, task.index)
+    file = ExtractedFile(task.path, root, task.index)
+    target = file.disk_name
     try:
-        target.parent.mkdir(exist_ok=True)
-        with open(target, "xb") as out:
+        with _create(target) as out:
             for chunk in inflate(archive, task.info, budget, turns):
                 if cancel.is_set():
                     raise _Cancelled
@@ -262,13 +272,24 @@ def _extract_entry(
     except BaseException:
         _discard(target)
         raise
-    return ExtractedFile(task.path, target)
+    return file
 
 
-def _discard(path: Path) -> None:
+def _create(name: str) -> BinaryIO:
+    """A new file at ``name``; its folder is made by the first file there (one mkdir per
+    FILES_PER_DIR files, not one per file)."""
+    try:
+        return open(name, "xb")  # noqa: SIM115 (the caller closes it)
+    except FileNotFoundError:
+        with suppress(FileExistsError):  # another thread made it meanwhile
+            os.mkdir(os.path.dirname(name))
+        return open(name, "xb")  # noqa: SIM115
+
+
+def _discard(path: str) -> None:
     """Remove a partly written file, if any (the name itself may be what the disk refused)."""
     with suppress(OSError):
-        path.unlink()
+        os.unlink(path)
 
 
 def _extract_entries(
@@ -278,6 +299,7 @@ def _extract_entries(
     budget: Budget,
     workers: int,
     on_file: Callable[[ExtractedFile], None] | None,
+    cancel: threading.Event | None = None,
 ) -> tuple[list[ExtractedFile], list[Skipped]]:
     """Extract ``tasks`` under ``root`` with ``workers`` threads sharing the open ``archive``.
 
@@ -287,6 +309,7 @@ def _extract_entries(
     finish together. The first error in any thread stops
     all of them (each deletes its partial file) and is raised once they have all been joined.
     ``on_file`` is called (in the extracting thread) with each file as soon as it is complete.
+    ``cancel``, shared with other extractions running meanwhile, stops them all at once.
 
     ``tasks`` is consumed (left empty) and ``archive`` forgets its own list of entries, so that
     each entry's ZipInfo is freed once it is written (~40 MB per 100,000 entries otherwise held
@@ -297,7 +320,7 @@ def _extract_entries(
     tasks.clear()
     archive.filelist, archive.NameToInfo = [], {}  # ZipFile.open(ZipInfo) needs neither
     lock = threading.Lock()
-    cancel = threading.Event()
+    cancel = cancel or threading.Event()
     outcomes: list[ExtractedFile | Skipped] = []
     errors: list[BaseException] = []
 
@@ -321,7 +344,18 @@ def _extract_entries(
                 errors.append(exc)
             cancel.set()
 
-    threads = [threading.Thread(target=work) for _ in range(min(max(workers, 1), count))]
+    _run_threads(work, min(max(workers, 1), count), cancel, errors)
+    files = sorted((o for o in outcomes if isinstance(o, ExtractedFile)), key=lambda o: o.path)
+    failures = sorted((o for o in outcomes if isinstance(o, Skipped)), key=lambda o: o.path)
+    return files, failures
+
+
+def _run_threads(
+    work: Callable[[], None], count: int, cancel: threading.Event, errors: list[BaseException]
+) -> None:
+    """Run ``work`` in ``count`` threads and join them; then raise the first of the ``errors``
+    they recorded. Interrupted meanwhile, ``cancel`` is set and every thread joined first."""
+    threads = [threading.Thread(target=work) for _ in range(count)]
     for thread in threads:
         thread.start()
     try:
@@ -334,9 +368,6 @@ def _extract_entries(
         raise
     if errors:
         raise errors[0]
-    files = sorted((o for o in outcomes if isinstance(o, ExtractedFile)), key=lambda o: o.path)
-    failures = sorted((o for o in outcomes if isinstance(o, Skipped)), key=lambda o: o.path)
-    return files, failures
 
 
 def _check_disk(directory: Path, declared: int, limits: UnpackLimits) -> None:
@@ -376,6 +407,7 @@ def _unpack_nested(
     limits: UnpackLimits,
     workers: int,
     on_file: Callable[[ExtractedFile], None] | None,
+    cancel: threading.Event,
 ) -> tuple[Unit, list[Skipped], int]:
     """Unpack the nested ZIP at ``path`` into ``root``; ZIPs inside it stay plain files.
 
@@ -395,8 +427,56 @@ def _unpack_nested(
             return Unit(path, root, [], failure="encrypted"), plan.skipped, plan.litter
         _check_disk(root.parent, plan.declared_bytes, limits)
         root.mkdir()
-        files, failures = _extract_entries(archive, plan.tasks, root, budget, workers, on_file)
+        files, failures = _extract_entries(
+            archive, plan.tasks, root, budget, workers, on_file, cancel
+        )
     return Unit(path, root, files, entry_failures=failures), plan.skipped, plan.litter
+
+
+def _unpack_all_nested(
+    archives: list[tuple[str, Path | Span]],
+    base: Path,
+    budget: Budget,
+    limits: UnpackLimits,
+    workers: int,
+    on_file: Callable[[ExtractedFile], None] | None,
+) -> list[tuple[Unit, list[Skipped], int]]:
+    """Unpack the nested ZIPs ``archives`` (in path order, the n-th into ``base/<n>``) with
+    ``workers`` threads; a nested ZIP extracted to a file is deleted once unpacked.
+
+    With as many ZIPs as threads or more, each thread unpacks one ZIP after another on its
+    own, so none waits for another's last entries; fewer ZIPs share the threads. The first
+    error stops every thread and is raised once all have stopped.
+    """
+    pending = deque(enumerate(archives))
+    outcomes: dict[int, tuple[Unit, list[Skipped], int]] = {}
+    inner = max(1, workers // max(1, len(archives)))
+    lock = threading.Lock()
+    cancel = threading.Event()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        while not cancel.is_set():
+            with lock:
+                if not pending:
+                    return
+                number, (path, source) = pending.popleft()
+            try:
+                outcome = _unpack_nested(
+                    path, source, base / str(number), budget, limits, inner, on_file, cancel
+                )
+                if isinstance(source, Path):
+                    source.unlink(missing_ok=True)
+            except BaseException as exc:  # handed to the calling thread below
+                with lock:
+                    errors.append(exc)
+                cancel.set()
+                return
+            with lock:
+                outcomes[number] = outcome
+
+    _run_threads(work, min(max(workers, 1), len(archives)), cancel, errors)
+    return [outcomes[number] for number in range(len(archives))]
 
 
 def _is_stored_zip(task: Task) -> bool:
@@ -495,12 +575,10 @@ def extract_archive(
             if archives:
                 nested_base.mkdir()
                 created.append(nested_base)
-            for number, (path, source) in enumerate(sorted(archives, key=lambda item: item[0])):
-                unit, unit_skipped, unit_litter = _unpack_nested(
-                    path, source, nested_base / str(number), budget, limits, workers, on_file
-                )
-                if isinstance(source, Path):
-                    source.unlink(missing_ok=True)
+            archives.sort(key=lambda item: item[0])
+            for unit, unit_skipped, unit_litter in _unpack_all_nested(
+                archives, nested_base, budget, limits, workers, on_file
+            ):
                 units.append(unit)
                 skipped += unit_skipped
                 litter += unit_litter
