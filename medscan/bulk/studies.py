@@ -58,14 +58,6 @@ class BulkResult:
     skipped: list[Skipped]
 
 
-@dataclass(frozen=True)
-class _Trouble:
-    """A file of a unit that claims to be DICOM but cannot be read, or cannot be extracted."""
-
-    path: str
-    reason: str
-
-
 class _Readers:
     """Reader threads that read the header of each file handed to ``submit``.
 
@@ -192,13 +184,13 @@ def _sort_unit(
             instances.append(read)
         else:
             problems.append((file, read))
-    troubles = [_Trouble(f.path, f"cannot extract: {f.reason}") for f in unit.entry_failures]
+    troubles = [Skipped(f.path, f"cannot extract: {f.reason}") for f in unit.entry_failures]
     result = _UnitStudies()
     for file, problem in problems:
         if unit.path and is_zip_file(file):
             result.skipped.append(Skipped(_join(unit.path, file.path), NESTED_TOO_DEEP))
         elif _claims_dicom(file):
-            troubles.append(_Trouble(file.path, f"unreadable DICOM: {problem.reason}"))
+            troubles.append(Skipped(file.path, f"unreadable DICOM: {problem.reason}"))
         else:
             result.skipped.append(Skipped(_join(unit.path, file.path), NOT_DICOM))
     if unit.path and not instances:
@@ -213,7 +205,7 @@ def _sort_unit(
         result.studies.append((_study_path(unit.path, paths, archive_name), study))
         result.skipped += [Skipped(_join(unit.path, i.path), i.reason) for i in study.left_out]
     study_folders = {posixpath.dirname(instance.name) for instance in instances}
-    by_folder: dict[str, list[_Trouble]] = {}
+    by_folder: dict[str, list[Skipped]] = {}
     for trouble in sorted(troubles, key=lambda trouble: trouble.path):
         by_folder.setdefault(posixpath.dirname(trouble.path), []).append(trouble)
     for folder, members in by_folder.items():
@@ -240,7 +232,7 @@ def _study_path(unit_path: str, paths: list[str], archive_name: str) -> str:
 
 
 def _folder_failure(
-    unit_path: str, folder: str, troubles: list[_Trouble], archive_name: str
+    unit_path: str, folder: str, troubles: list[Skipped], archive_name: str
 ) -> BulkRow:
     """One Failure row for the unreadable files of a folder that holds no study."""
     first = troubles[0]
