@@ -386,7 +386,7 @@ def is_zip_file(file: ExtractedFile) -> bool:
     suffix = PurePosixPath(file.path).suffix
     if suffix:
         return suffix.lower() == ".zip"
-    with open(file.disk_path, "rb") as handle:
+    with open(file.disk_name, "rb") as handle:
         return handle.read(4) in SIGNATURES
 
 
@@ -608,7 +608,8 @@ def inspect_zip(
     budget = Budget(limits)
     with open_zip(zip_path) as archive:
         plan = budget.admit(archive)
-        readable = [task.info for task in plan.tasks if _drain(archive, task.info, budget)]
+        infos = [task.info for task in plan.tasks]
+        readable = [info for info in infos if inflates_cleanly(archive, info, budget)]
         return any(_offer(archive, info, accept) for info in readable)
 
 
@@ -627,10 +628,15 @@ def check_zip(zip_path: Path | str, limits: UnpackLimits) -> None:
             raise EmptyZip(detail=f"{Path(zip_path).name} holds only folders or OS litter")
 
 
-def _drain(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: Budget) -> bool:
-    """Inflate an entry and discard it; False if the entry is faulty."""
+def inflates_cleanly(
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    budget: Budget,
+    turns: AbstractContextManager[object] | None = None,
+) -> bool:
+    """Inflate an entry within the limits and discard it; False if the entry is faulty."""
     try:
-        for _ in inflate(archive, info, budget):
+        for _ in inflate(archive, info, budget, turns):
             pass
     except EntryFault:
         return False

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from medscan.safezip.entries import Task, open_zip
-from medscan.safezip.extract import Budget, EntryFault, UnpackLimits, inflate
+from medscan.safezip.extract import Budget, UnpackLimits, inflates_cleanly
 
 _T = TypeVar("_T")
 
@@ -41,10 +41,7 @@ class ZipScan:
 
         def one(name: str, info: zipfile.ZipInfo) -> tuple[str, _T] | None:
             """``(name, read(...))`` of one entry; None if it does not inflate cleanly."""
-            try:
-                for _ in inflate(self._archive, info, self._budget, self._turns):
-                    pass
-            except EntryFault:
+            if not inflates_cleanly(self._archive, info, self._budget, self._turns):
                 return None
             with self.open(name) as stream:
                 return name, read(name, stream, info.file_size)
