@@ -58,8 +58,8 @@ __all__ = [
 #: A header (everything before the pixel data) larger than this is not read.
 MAX_HEADER_BYTES = 64 * MIB
 _CHUNK = 16 * 2**10
-#: How much of a file `scan_header` is given: the first chunk, then (rarely) more.
-_SCAN_BYTES = (16 * 2**10, MIB)
+#: `scan_header` is given the first chunk of a file, then (rarely) up to this much.
+_SCAN_LIMIT = MIB
 _ITEM = (0xFFFE, 0xE000)
 _NATIVE_SYNTAXES = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian})
 #: More frames than this in one instance is not believed (the header would cost gigabytes).
@@ -269,10 +269,7 @@ def _read_header(
         if syntax != DeflatedExplicitVRLittleEndian:  # positions refer to the inflated data
             _check_complete(dataset, reader.tell(), name)
         meta = dataset.file_meta
-        for keyword, meta_keyword in (
-            ("SOPClassUID", "MediaStorageSOPClassUID"),
-            ("SOPInstanceUID", "MediaStorageSOPInstanceUID"),
-        ):
+        for keyword, meta_keyword in _META_KEYWORDS.items():
             if not (dataset.get(keyword) or meta.get(meta_keyword)):
                 raise DicomReadError(name, f"not DICOM: no {keyword}")
     except DicomReadError:
@@ -368,7 +365,9 @@ def read_instance(path: str | os.PathLike[str], name: str | None = None) -> Inst
         try:
             scanned = _scan(stream, size)
             instance = _scanned_instance(path, name, scanned)
-        except Unusual:  # read by pydicom: the same Instance, or the reason it cannot be read
+        # Read by pydicom: the same Instance, or the reason it cannot be read (a read error
+        # included, as pydicom's path words it).
+        except (Unusual, OSError):
             stream.seek(0)
             return _read(stream, path, name, size, started)
         pixel = _PixelElement(*scanned.pixel) if scanned.pixel else None
@@ -397,14 +396,16 @@ def read_stream_instance(
 
 
 def _scan(stream: BinaryIO, size: int) -> ScannedHeader:
-    """`scan_header` on the first bytes of a seekable file, more of them if the header is long."""
-    for chunk in _SCAN_BYTES:
-        stream.seek(0)
-        try:
-            return scan_header(stream.read(chunk), size, _SCANNED_TAGS)
-        except Truncated:
-            continue
-    raise Unusual(f"header longer than {_SCAN_BYTES[-1]} bytes")
+    """`scan_header` on the first bytes of a file, more of them if the header is long."""
+    data = stream.read(_CHUNK)
+    try:
+        return scan_header(data, size, _SCANNED_TAGS)
+    except Truncated:
+        data += stream.read(_SCAN_LIMIT - len(data))
+    try:
+        return scan_header(data, size, _SCANNED_TAGS)
+    except Truncated:
+        raise Unusual(f"header longer than {_SCAN_LIMIT} bytes") from None
 
 
 def _read(
