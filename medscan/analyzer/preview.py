@@ -19,7 +19,7 @@ from pydicom import dcmread
 from pydicom.tag import Tag
 
 from medscan.analyzer.headers import NO_PIXEL_DATA, Instance
-from medscan.analyzer.series import Series, Study, choose_series
+from medscan.analyzer.series import Series, Study, choose_series, weighed_part
 
 __all__ = [
     "DEFAULT_WINDOW",
@@ -85,14 +85,6 @@ class SeriesEntry:
     reason: str | None
 
 
-def _eligible(series: Series, localizers: bool) -> Series | None:
-    """The series as `choose_series` weighs it: its complete instances, localizers or not."""
-    members = [i for i in series.complete_instances if i.is_localizer == localizers]
-    if not members:
-        return None
-    return Series(series.series_uid, series.series_number, series.modality, members)
-
-
 def series_entries(study: Study, describe: Callable[[Instance], str | None]) -> list[SeriesEntry]:
     """List every series of `study` in its order, marking the one `choose_series` picks.
 
@@ -105,7 +97,7 @@ def series_entries(study: Study, describe: Callable[[Instance], str | None]) -> 
     chosen = choose_series(study)
     entries = []
     for series in study.series:
-        weighed = _eligible(series, localizers=False) or _eligible(series, localizers=True)
+        weighed = weighed_part(series, localizers=False) or weighed_part(series, localizers=True)
         is_chosen = chosen is not None and any(i is chosen.instances[0] for i in series.instances)
         if weighed is None:
             images = rows = columns = spacing = None

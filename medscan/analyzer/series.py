@@ -181,6 +181,15 @@ def _kept_copies(
     return studies, duplicates
 
 
+def weighed_part(series: Series, *, localizers: bool) -> Series | None:
+    """The part of `series` that `choose_series` weighs: its complete instances that are
+    localizers (or are not); None if there are none."""
+    members = [i for i in series.complete_instances if i.is_localizer == localizers]
+    if not members:
+        return None
+    return Series(series.series_uid, series.series_number, series.modality, members)
+
+
 def choose_series(study: Study) -> Series | None:
     """Return the series to analyse, holding only its instances with complete pixel data.
 
@@ -191,14 +200,7 @@ def choose_series(study: Study) -> Series | None:
     """
 
     def candidates(localizers: bool) -> list[Series]:
-        chosen = []
-        for series in study.series:
-            members = [i for i in series.complete_instances if i.is_localizer == localizers]
-            if members:
-                chosen.append(
-                    Series(series.series_uid, series.series_number, series.modality, members)
-                )
-        return chosen
+        return [part for s in study.series if (part := weighed_part(s, localizers=localizers))]
 
     found = candidates(localizers=False) or candidates(localizers=True)
     if not found:
