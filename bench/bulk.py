@@ -236,7 +236,7 @@ SAMPLE_PHASES = (
     ("extract: other (file writes, mkdir)", "_extract_entries.<locals>.work"),
     ("read headers", "try_read_instance"),
     ("work dir removal", "_GeneratorContextManager.__exit__"),
-    ("DB (build_run, commit)", "Session.commit"),
+    ("DB (commit)", "Session.commit"),
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import tempfile
 import time
@@ -159,6 +160,8 @@ def keep_upload(spooled: SpooledUpload, target: Path) -> None:
         if exc.errno != errno.EXDEV:
             raise
         shutil.copyfile(spooled.path, target)  # the spooled file goes with the request
+        with open(target, "rb") as copied:  # as durable as the rename's path (persist fsyncs)
+            os.fsync(copied.fileno())
 
 
 def queue_run(upload: FileStorage, file_name: str) -> BulkRun:
